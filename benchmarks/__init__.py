@@ -1,0 +1,1 @@
+"""Benchmarks: the Triton LIF and whole models against the reference implementations."""

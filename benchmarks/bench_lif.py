@@ -1,0 +1,214 @@
+"""Race the multi-step LIF backends: ours (``triton``, ``torch``) against spikingjelly.
+
+Rows: the neuron layers of ``maxformer_10_384`` (batch 64, T=4) and a sweep over T and the
+number of neurons N, in fp32/bf16/fp16, forward only and forward+backward. Each row gives
+the median time, the bandwidth achieved under the bytes model of the design (forward reads X
+and writes S; backward reads X and dL/dS and writes dL/dX), its share of the copy bandwidth
+measured in the same run, and the peak memory (CUDA only). On a machine without a GPU it
+runs the CPU rows (``torch`` and spikingjelly's CPU path) and says so.
+
+    python -m benchmarks.bench_lif --json lif.json
+    python -m benchmarks.bench_lif --steps 4 --log2-neurons 22 --dtypes fp32 --modes fwd+bwd
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+
+from models.neurons import NeuronSpec, neuron_multistep
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+MODES = ("fwd", "fwd+bwd")
+
+
+def median_seconds(fn: Callable[[], object], device: torch.device, reps: int) -> float:
+    """Median wall time of ``fn`` after a warm-up (``triton.testing.do_bench`` on CUDA)."""
+    if device.type == "cuda":
+        import triton.testing
+
+        return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median") / 1e3
+    fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def copy_bandwidth(device: torch.device, nbytes: int, reps: int) -> float:
+    """Bytes per second of ``dst.copy_(src)``, counting bytes read and written."""
+    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).normal_()
+    dst = torch.empty_like(src)
+    return 2 * nbytes / median_seconds(lambda: dst.copy_(src), device, reps)
+
+
+def moved_bytes(steps: int, neurons: int, dtype: torch.dtype, mode: str) -> int:
+    """The design's floor: forward 2 passes (X in, S out), backward 3 (X, dL/dS in, dL/dX out)."""
+    passes = 2 if mode == "fwd" else 5
+    return passes * steps * neurons * torch.empty(0, dtype=dtype).element_size()
+
+
+def neuron_step(backend: str, x: torch.Tensor, grad: torch.Tensor, mode: str) -> Callable:
+    """A closure running one neuron call (and its backward) on ``x`` ``[T, N]``."""
+    spec = NeuronSpec()
+    if mode == "fwd":
+        def step():
+            with torch.no_grad():
+                neuron_multistep(x, spec, backend)
+        return step
+    leaf = x.detach().requires_grad_()
+
+    def step():
+        leaf.grad = None
+        spikes, _ = neuron_multistep(leaf, spec, backend)
+        spikes.backward(grad)
+    return step
+
+
+def maxformer_neuron_sizes(batch: int, img_size: int = 224) -> list[tuple[str, int]]:
+    """``(layer name, neurons per time step)`` of every neuron layer of ``maxformer_10_384``."""
+    import timm
+
+    import models  # noqa: F401  (registers the model zoo with timm)
+    from models.neurons.modules import MultiStepLIF
+
+    model = timm.create_model("maxformer_10_384", T=1, lif_backend="torch")
+    sizes: list[tuple[str, int]] = []
+    hooks = [
+        module.register_forward_hook(
+            lambda mod, args, out, name=name: sizes.append((name, args[0][0].numel() * batch))
+        )
+        for name, module in model.named_modules()
+        if isinstance(module, MultiStepLIF)
+    ]
+    with torch.no_grad():
+        model(torch.zeros(1, 3, img_size, img_size))
+    for hook in hooks:
+        hook.remove()
+    return sizes
+
+
+def cpu_name() -> str:
+    """The processor's model name (``/proc/cpuinfo`` on Linux)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+    except OSError:
+        names = []
+    return f"{names[0]} x {len(names)}" if names else platform.machine()
+
+
+def benchmark(args: argparse.Namespace) -> dict:
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    backends = ["torch", "spikingjelly"]
+    if device.type == "cuda":
+        backends.insert(0, "triton")
+    bandwidth = copy_bandwidth(device, args.copy_mib << 20, args.reps)
+    shapes = [(f"sweep T={t} N=2^{k}", t, 1 << k) for t in args.steps for k in args.log2_neurons]
+    if args.maxformer:
+        shapes = [
+            (f"maxformer_10_384 b{args.batch} T=4 {name}", 4, n)
+            for name, n in maxformer_neuron_sizes(args.batch)
+        ] + shapes
+    rows = []
+    for label, steps, neurons in shapes:
+        for dtype_name in args.dtypes:
+            dtype = DTYPES[dtype_name]
+            if device.type == "cpu" and dtype != torch.float32:
+                continue
+            x = torch.randn(steps, neurons, device=device).mul_(1.5).add_(0.5).to(dtype)
+            grad = torch.randn_like(x)
+            for mode in args.modes:
+                for backend in backends:
+                    if device.type == "cuda":
+                        torch.cuda.reset_peak_memory_stats()
+                    seconds = median_seconds(neuron_step(backend, x, grad, mode), device, args.reps)
+                    achieved = moved_bytes(steps, neurons, dtype, mode) / seconds
+                    rows.append(dict(
+                        shape=label, T=steps, N=neurons, dtype=dtype_name, mode=mode,
+                        backend=backend, ms=seconds * 1e3, gb_per_s=achieved / 1e9,
+                        share_of_copy=achieved / bandwidth,
+                        peak_mib=(torch.cuda.max_memory_allocated() / 2**20
+                                  if device.type == "cuda" else None),
+                    ))
+                    print(format_row(rows[-1]), flush=True)
+    return dict(
+        device=torch.cuda.get_device_name() if device.type == "cuda" else cpu_name(),
+        gpu=device.type == "cuda",
+        torch=torch.__version__,
+        copy_gb_per_s=bandwidth / 1e9,
+        rows=rows,
+    )
+
+
+def format_row(row: dict) -> str:
+    peak = "" if row["peak_mib"] is None else f" {row['peak_mib']:9.1f} MiB"
+    return (
+        f"{row['shape']:<46} {row['dtype']:>4} {row['mode']:>7} {row['backend']:>12} "
+        f"{row['ms']:10.3f} ms {row['gb_per_s']:8.1f} GB/s {100 * row['share_of_copy']:6.1f}%"
+        f"{peak}"
+    )
+
+
+def speedups(rows: list[dict]) -> list[str]:
+    """``torch``/``triton`` against spikingjelly, row by row."""
+    lines = []
+    index = {(r["shape"], r["dtype"], r["mode"], r["backend"]): r["ms"] for r in rows}
+    for (shape, dtype, mode, backend), ms in index.items():
+        baseline = index.get((shape, dtype, mode, "spikingjelly"))
+        if backend != "spikingjelly" and baseline is not None:
+            lines.append(f"{shape} {dtype} {mode}: {backend} is {baseline / ms:.2f}x spikingjelly")
+    return lines
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4, 8, 16],
+                        help="time steps T of the sweep (default: 1 2 4 8 16)")
+    parser.add_argument("--log2-neurons", type=int, nargs="+", default=None,
+                        help="log2 of the neurons N of the sweep (default: 16 18 ... 26 on a GPU, "
+                             "16 18 20 22 on the CPU)")
+    parser.add_argument("--dtypes", nargs="+", choices=sorted(DTYPES), default=list(DTYPES),
+                        help="input dtypes (the CPU runs fp32 only)")
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument("--maxformer", action=argparse.BooleanOptionalAction, default=True,
+                        help="add the neuron layers of maxformer_10_384 (default: on)")
+    parser.add_argument("--batch", type=int, default=64, help="batch of the maxformer rows")
+    parser.add_argument("--reps", type=int, default=5, help="timed repetitions on the CPU")
+    parser.add_argument("--copy-mib", type=int, default=1024,
+                        help="buffer size of the copy-bandwidth measurement (MiB)")
+    parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    args = parser.parse_args(argv)
+    if args.log2_neurons is None:
+        top = 26 if torch.cuda.is_available() else 22
+        args.log2_neurons = list(range(16, top + 1, 2))
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not torch.cuda.is_available():
+        print("no CUDA GPU: running the CPU rows (torch backend and spikingjelly's CPU path); "
+              "the triton rows need a GPU", file=sys.stderr)
+    result = benchmark(args)
+    print(f"copy bandwidth: {result['copy_gb_per_s']:.1f} GB/s on {result['device']}")
+    for line in speedups(result["rows"]):
+        print(line)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

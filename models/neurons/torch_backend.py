@@ -1,0 +1,177 @@
+"""The ``torch`` backend: an ``autograd.Function`` that keeps only its input for backward.
+
+The time loop runs over blocks of neurons small enough to stay in the CPU cache, and each
+step is a handful of in-place element-wise passes on preallocated buffers (spike masks are
+kept as floating-point 0/1, never as bool, which is slow on CPU). Half-precision inputs are
+computed in float32; float32 and float64 in their own precision.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .dynamics import NeuronSpec
+from .surrogate import surrogate_grad
+
+BLOCK_NEURONS = 1 << 17
+"""Neurons per block of the time loop (one block's state: 512 KiB in float32)."""
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
+
+
+def _blocks(n: int):
+    for start in range(0, n, BLOCK_NEURONS):
+        yield slice(start, min(start + BLOCK_NEURONS, n))
+
+
+def _charge(v: torch.Tensor, x: torch.Tensor, spec: NeuronSpec, out: torch.Tensor) -> None:
+    """``out <- H = decay V + input_gain X + bias``; all ``[N]``; ``out`` may be ``v``."""
+    if spec.is_lif and spec.decay_input:
+        torch.lerp(v, x, spec.input_gain, out=out)
+    elif spec.decay != 1.0:
+        torch.mul(v, spec.decay, out=out).add_(x)
+    else:
+        torch.add(v, x, out=out)
+    if spec.bias != 0.0:
+        out.add_(spec.bias)
+
+
+def _fire_and_reset(h: torch.Tensor, spec: NeuronSpec, spikes: torch.Tensor, v: torch.Tensor):
+    """``spikes <- S = (H >= v_threshold)`` (0/1) and ``v <- V`` after the reset; all ``[N]``."""
+    torch.ge(h, spec.v_threshold, out=spikes)
+    if spec.hard_reset:
+        torch.addcmul(h, h, spikes, value=-1.0, out=v)
+        if spec.v_reset != 0.0:
+            v.add_(spikes, alpha=spec.v_reset)
+    else:
+        torch.sub(h, spikes, alpha=spec.v_threshold, out=v)
+
+
+def _initial_state(
+    v_init: torch.Tensor | None, n: int, dtype: torch.dtype, device: torch.device, spec: NeuronSpec
+) -> torch.Tensor:
+    """A fresh membrane ``[N]``: a copy of ``v_init``, or ``spec.v_rest`` everywhere."""
+    if v_init is None:
+        return torch.full((n,), spec.v_rest, dtype=dtype, device=device)
+    return v_init.reshape(n).to(dtype=dtype, copy=True)
+
+
+def _block_input(x: torch.Tensor, block: slice, dtype: torch.dtype) -> torch.Tensor:
+    """``x[:, block]`` ``[T, n]`` in the compute dtype (a view when it already is)."""
+    return x[:, block].to(dtype)
+
+
+def forward_sequence(
+    x: torch.Tensor, v_init: torch.Tensor | None, spec: NeuronSpec
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Spikes ``[T, N]`` (dtype of ``x``) and final membrane ``[N]`` for input ``x``: ``[T, N]``."""
+    steps, n = x.shape
+    dtype = _compute_dtype(x.dtype)
+    spikes = torch.empty_like(x)
+    v_all = _initial_state(v_init, n, dtype, x.device, spec)
+    native = dtype == x.dtype
+    fired = None if native else torch.empty(min(n, BLOCK_NEURONS), dtype=dtype, device=x.device)
+    for block in _blocks(n):
+        v = v_all[block]
+        xb = _block_input(x, block, dtype)
+        for t in range(steps):
+            _charge(v, xb[t], spec, out=v)
+            s = spikes[t, block] if native else fired[: v.numel()]
+            _fire_and_reset(v, spec, s, v)
+            if not native:
+                spikes[t, block].copy_(s)
+    return spikes, v_all
+
+
+def backward_sequence(
+    x: torch.Tensor,
+    v_init: torch.Tensor | None,
+    grad_spikes: torch.Tensor | None,
+    grad_v: torch.Tensor | None,
+    spec: NeuronSpec,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients w.r.t. ``x`` ``[T, N]`` and ``v_init`` ``[N]``; the membrane is recomputed.
+
+    ``grad_spikes`` ``[T, N]`` and ``grad_v`` (of the final membrane, ``[N]``) may be None.
+    """
+    steps, n = x.shape
+    dtype = _compute_dtype(x.dtype)
+    grad_x = torch.empty_like(x)
+    grad_v_init = torch.empty(n, dtype=dtype, device=x.device)
+    v_all = _initial_state(v_init, n, dtype, x.device, spec)
+    for block in _blocks(n):
+        v = v_all[block]
+        size = v.numel()
+        xb = _block_input(x, block, dtype)
+        charged = torch.empty(steps, size, dtype=dtype, device=x.device)
+        mask = torch.empty(size, dtype=dtype, device=x.device)
+        for t in range(steps):
+            _charge(v, xb[t], spec, out=charged[t])
+            _fire_and_reset(charged[t], spec, mask, v)
+        carry = grad_v[block].to(dtype, copy=True) if grad_v is not None else None
+        needs_sg = grad_spikes is not None or not spec.detach_reset
+        for t in reversed(range(steps)):
+            h = charged[t]
+            sg = None
+            if needs_sg:
+                sg = surrogate_grad(h - spec.v_threshold, spec.surrogate, spec.alpha)
+            if carry is not None:
+                _times_reset_grad_(carry, h, sg, spec, mask)
+            if grad_spikes is not None:
+                gs = grad_spikes[t, block]
+                carry = sg.mul_(gs) if carry is None else carry.addcmul_(sg, gs)
+            if carry is None:
+                carry = torch.zeros(size, dtype=dtype, device=x.device)
+            torch.mul(carry, spec.input_gain, out=grad_x[t, block])
+            carry.mul_(spec.decay)
+        grad_v_init[block] = carry
+    return grad_x, grad_v_init
+
+
+def _times_reset_grad_(
+    carry: torch.Tensor, h: torch.Tensor, sg: torch.Tensor | None, spec: NeuronSpec,
+    scratch: torch.Tensor,
+) -> None:
+    """``carry <- carry * dV[t]/dH[t]`` in place; ``sg`` is ``dS/dH`` (needed without detach)."""
+    if spec.hard_reset:
+        torch.lt(h, spec.v_threshold, out=scratch)
+        if not spec.detach_reset:
+            scratch.addcmul_(sg, spec.v_reset - h)
+    elif spec.detach_reset:
+        return
+    else:
+        torch.mul(sg, -spec.v_threshold, out=scratch).add_(1.0)
+    carry.mul_(scratch)
+
+
+class MultiStepNeuronFunction(torch.autograd.Function):
+    """Spikes and final membrane of ``x`` ``[T, N]``; saves ``x`` (and ``v_init``) only."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, v_init: torch.Tensor | None, spec: NeuronSpec):
+        spikes, v_final = forward_sequence(x, v_init, spec)
+        ctx.spec = spec
+        ctx.has_v_init = v_init is not None
+        ctx.save_for_backward(x, *([v_init] if v_init is not None else []))
+        ctx.set_materialize_grads(False)
+        return spikes, v_final
+
+    @staticmethod
+    def backward(ctx, grad_spikes: torch.Tensor | None, grad_v: torch.Tensor | None):
+        x, *rest = ctx.saved_tensors
+        v_init = rest[0] if ctx.has_v_init else None
+        grad_x, grad_v_init = backward_sequence(x, v_init, grad_spikes, grad_v, ctx.spec)
+        if v_init is None:
+            return grad_x, None, None
+        return grad_x, grad_v_init.reshape(v_init.shape).to(v_init.dtype), None
+
+
+def multistep(
+    x: torch.Tensor, v_init: torch.Tensor | None, spec: NeuronSpec
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Spikes ``[T, ...]`` and final membrane ``[...]`` of ``x`` ``[T, ...]``."""
+    steps = x.shape[0]
+    spikes, v_final = MultiStepNeuronFunction.apply(x.reshape(steps, -1), v_init, spec)
+    return spikes.reshape(x.shape), v_final.reshape(x.shape[1:])

@@ -1,0 +1,282 @@
+"""The ``triton`` backend: one fused kernel for the forward pass, one for the backward pass.
+
+A program owns ``BLOCK`` neurons and runs the whole time loop with the membrane in fp32
+registers. Forward reads ``X`` and writes ``S``; it saves nothing but ``X``. Backward re-runs
+the charge from ``X`` keeping ``H[t]`` in registers (a ``[T, BLOCK]`` tile; ``T`` is a
+compile-time constant), then walks back in time reading ``dL/dS`` and writing ``dL/dX``.
+For ``T > MAX_REGISTER_STEPS`` it keeps ``H`` in a scratch buffer instead.
+
+Both passes are ``torch.library`` custom ops (``maxformer::neuron_forward`` and
+``maxformer::neuron_backward``) with an autograd formula, so ``torch.compile`` traces
+models that use them. Set ``TRITON_INTERPRET=1`` before importing this module to run the
+kernels on the CPU.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .dynamics import NeuronSpec
+
+BLOCK_FORWARD = 1024
+TILE_ELEMENTS = 2048
+"""Elements of one ``[T, BLOCK]`` register tile of the backward kernel."""
+MAX_REGISTER_STEPS = 16
+SURROGATE_IDS = {"sigmoid": 0, "atan": 1}
+
+
+@triton.jit
+def _charge(v, x, decay, input_gain, bias):
+    return v * decay + x * input_gain + bias
+
+
+@triton.jit
+def _fire_and_reset(h, v_threshold, v_reset, HARD_RESET: tl.constexpr):
+    fired = h >= v_threshold
+    if HARD_RESET:
+        v = tl.where(fired, v_reset, h)
+    else:
+        v = tl.where(fired, h - v_threshold, h)
+    return fired.to(tl.float32), v
+
+
+@triton.jit
+def _surrogate_grad(x, alpha, SURROGATE: tl.constexpr):
+    if SURROGATE == 0:
+        sig = tl.sigmoid(alpha * x)
+        sg = alpha * sig * (1.0 - sig)
+    else:
+        z = 1.5707963267948966 * alpha * x
+        sg = alpha / (2.0 * (1.0 + z * z))
+    return sg
+
+
+@triton.jit
+def _grad_h(h, gs, carry, v_threshold, v_reset, alpha,
+            HARD_RESET: tl.constexpr, DETACH_RESET: tl.constexpr, SURROGATE: tl.constexpr):
+    """``dL/dH[t]`` from ``dL/dS[t]`` and the carry ``dL/dV[t]``."""
+    sg = _surrogate_grad(h - v_threshold, alpha, SURROGATE)
+    if HARD_RESET:
+        dv_dh = (h < v_threshold).to(tl.float32)
+        if not DETACH_RESET:
+            dv_dh += (v_reset - h) * sg
+    else:
+        if DETACH_RESET:
+            dv_dh = 1.0
+        else:
+            dv_dh = 1.0 - v_threshold * sg
+    return gs * sg + carry * dv_dh
+
+
+@triton.jit
+def _forward_kernel(
+    x_ptr, s_ptr, v_init_ptr, v_out_ptr, n,
+    decay, input_gain, bias, v_threshold, v_reset,
+    T: tl.constexpr, HARD_RESET: tl.constexpr, HAS_V_INIT: tl.constexpr,
+    STORE_STATE: tl.constexpr, BLOCK: tl.constexpr,
+):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    if HAS_V_INIT:
+        v = tl.load(v_init_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    else:
+        v = tl.zeros([BLOCK], dtype=tl.float32) + v_reset
+    x_ptrs = x_ptr + offs
+    s_ptrs = s_ptr + offs
+    for _ in range(T):
+        x = tl.load(x_ptrs, mask=mask, other=0.0).to(tl.float32)
+        h = _charge(v, x, decay, input_gain, bias)
+        s, v = _fire_and_reset(h, v_threshold, v_reset, HARD_RESET)
+        tl.store(s_ptrs, s.to(s_ptr.dtype.element_ty), mask=mask)
+        x_ptrs += n
+        s_ptrs += n
+    if STORE_STATE:
+        tl.store(v_out_ptr + offs, v, mask=mask)
+
+
+@triton.jit
+def _backward_kernel(
+    x_ptr, gs_ptr, gx_ptr, v_init_ptr, gv_ptr, gv_init_ptr, n,
+    decay, input_gain, bias, v_threshold, v_reset, alpha,
+    T: tl.constexpr, T_POW2: tl.constexpr, HARD_RESET: tl.constexpr,
+    DETACH_RESET: tl.constexpr, SURROGATE: tl.constexpr, HAS_V_INIT: tl.constexpr,
+    HAS_GRAD_V: tl.constexpr, BLOCK: tl.constexpr,
+):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    steps = tl.arange(0, T_POW2)
+    tile = steps[:, None].to(tl.int64) * n + offs[None, :]
+    tile_mask = (steps[:, None] < T) & mask[None, :]
+    xs = tl.load(x_ptr + tile, mask=tile_mask, other=0.0).to(tl.float32)
+    if HAS_V_INIT:
+        v = tl.load(v_init_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    else:
+        v = tl.zeros([BLOCK], dtype=tl.float32) + v_reset
+    hs = tl.zeros([T_POW2, BLOCK], dtype=tl.float32)
+    for t in tl.static_range(T):
+        now = steps[:, None] == t
+        h = _charge(v, tl.sum(tl.where(now, xs, 0.0), axis=0), decay, input_gain, bias)
+        hs = tl.where(now, h[None, :], hs)
+        _, v = _fire_and_reset(h, v_threshold, v_reset, HARD_RESET)
+    gss = tl.load(gs_ptr + tile, mask=tile_mask, other=0.0).to(tl.float32)
+    if HAS_GRAD_V:
+        carry = tl.load(gv_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    else:
+        carry = tl.zeros([BLOCK], dtype=tl.float32)
+    gxs = tl.zeros([T_POW2, BLOCK], dtype=tl.float32)
+    for i in tl.static_range(T):
+        now = steps[:, None] == (T - 1 - i)
+        h = tl.sum(tl.where(now, hs, 0.0), axis=0)
+        gs = tl.sum(tl.where(now, gss, 0.0), axis=0)
+        gh = _grad_h(h, gs, carry, v_threshold, v_reset, alpha, HARD_RESET, DETACH_RESET, SURROGATE)
+        gxs = tl.where(now, (gh * input_gain)[None, :], gxs)
+        carry = gh * decay
+    tl.store(gx_ptr + tile, gxs.to(gx_ptr.dtype.element_ty), mask=tile_mask)
+    if HAS_V_INIT:
+        tl.store(gv_init_ptr + offs, carry, mask=mask)
+
+
+@triton.jit
+def _backward_scratch_kernel(
+    x_ptr, gs_ptr, gx_ptr, h_ptr, v_init_ptr, gv_ptr, gv_init_ptr, n, steps,
+    decay, input_gain, bias, v_threshold, v_reset, alpha,
+    HARD_RESET: tl.constexpr, DETACH_RESET: tl.constexpr, SURROGATE: tl.constexpr,
+    HAS_V_INIT: tl.constexpr, HAS_GRAD_V: tl.constexpr, BLOCK: tl.constexpr,
+):
+    """The backward pass for long sequences: ``H`` goes to the fp32 buffer ``h_ptr``."""
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    if HAS_V_INIT:
+        v = tl.load(v_init_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    else:
+        v = tl.zeros([BLOCK], dtype=tl.float32) + v_reset
+    at = offs
+    for _ in range(steps):
+        h = _charge(v, tl.load(x_ptr + at, mask=mask, other=0.0).to(tl.float32),
+                    decay, input_gain, bias)
+        tl.store(h_ptr + at, h, mask=mask)
+        _, v = _fire_and_reset(h, v_threshold, v_reset, HARD_RESET)
+        at += n
+    if HAS_GRAD_V:
+        carry = tl.load(gv_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    else:
+        carry = tl.zeros([BLOCK], dtype=tl.float32)
+    for _ in range(steps):
+        at -= n
+        h = tl.load(h_ptr + at, mask=mask, other=0.0)
+        gs = tl.load(gs_ptr + at, mask=mask, other=0.0).to(tl.float32)
+        gh = _grad_h(h, gs, carry, v_threshold, v_reset, alpha, HARD_RESET, DETACH_RESET, SURROGATE)
+        tl.store(gx_ptr + at, (gh * input_gain).to(gx_ptr.dtype.element_ty), mask=mask)
+        carry = gh * decay
+    if HAS_V_INIT:
+        tl.store(gv_init_ptr + offs, carry, mask=mask)
+
+
+def _coefficients(spec: NeuronSpec) -> tuple:
+    """The neuron as plain numbers: the trailing arguments of both custom ops."""
+    return (
+        spec.decay, spec.input_gain, spec.bias, spec.v_threshold, spec.v_rest,
+        spec.hard_reset, spec.detach_reset, spec.surrogate, spec.alpha,
+    )
+
+
+@torch.library.custom_op("maxformer::neuron_forward", mutates_args=())
+def neuron_forward(
+    x: torch.Tensor, v_init: torch.Tensor | None, decay: float, input_gain: float, bias: float,
+    v_threshold: float, v_reset: float, hard_reset: bool, detach_reset: bool, surrogate: str,
+    alpha: float, store_state: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Spikes ``[T, N]`` of ``x`` ``[T, N]`` (contiguous) and the fp32 final membrane ``[N]``
+    (empty unless ``store_state``). ``detach_reset``, ``surrogate``, ``alpha``: for backward."""
+    steps, n = x.shape
+    spikes = torch.empty_like(x)
+    v_out = torch.empty(n if store_state else 0, dtype=torch.float32, device=x.device)
+    if n == 0:
+        return spikes, v_out
+    _forward_kernel[(triton.cdiv(n, BLOCK_FORWARD),)](
+        x, spikes, v_init, v_out, n, decay, input_gain, bias, v_threshold, v_reset,
+        T=steps, HARD_RESET=hard_reset, HAS_V_INIT=v_init is not None,
+        STORE_STATE=store_state, BLOCK=BLOCK_FORWARD,
+    )
+    return spikes, v_out
+
+
+@neuron_forward.register_fake
+def _(x, v_init, *coefficients_and_store_state):
+    store_state = coefficients_and_store_state[-1]
+    return torch.empty_like(x), x.new_empty(x.shape[1] if store_state else 0, dtype=torch.float32)
+
+
+@torch.library.custom_op("maxformer::neuron_backward", mutates_args=())
+def neuron_backward(
+    x: torch.Tensor, v_init: torch.Tensor | None, grad_spikes: torch.Tensor,
+    grad_v: torch.Tensor | None, decay: float, input_gain: float, bias: float,
+    v_threshold: float, v_reset: float, hard_reset: bool, detach_reset: bool,
+    surrogate: str, alpha: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``dL/dx`` ``[T, N]`` and ``dL/dv_init`` (fp32 ``[N]``, empty without ``v_init``)."""
+    steps, n = x.shape
+    grad_x = torch.empty_like(x)
+    grad_v_init = torch.empty(n if v_init is not None else 0, dtype=torch.float32, device=x.device)
+    flags = dict(
+        HARD_RESET=hard_reset, DETACH_RESET=detach_reset, SURROGATE=SURROGATE_IDS[surrogate],
+        HAS_V_INIT=v_init is not None, HAS_GRAD_V=grad_v is not None,
+    )
+    numbers = (decay, input_gain, bias, v_threshold, v_reset, alpha)
+    if n == 0:
+        return grad_x, grad_v_init
+    if steps <= MAX_REGISTER_STEPS:
+        t_pow2 = triton.next_power_of_2(steps)
+        block = max(32, TILE_ELEMENTS // t_pow2)
+        _backward_kernel[(triton.cdiv(n, block),)](
+            x, grad_spikes, grad_x, v_init, grad_v, grad_v_init, n, *numbers,
+            T=steps, T_POW2=t_pow2, BLOCK=block, **flags,
+        )
+    else:
+        charged = torch.empty(steps, n, dtype=torch.float32, device=x.device)
+        _backward_scratch_kernel[(triton.cdiv(n, BLOCK_FORWARD),)](
+            x, grad_spikes, grad_x, charged, v_init, grad_v, grad_v_init, n, steps, *numbers,
+            BLOCK=BLOCK_FORWARD, **flags,
+        )
+    return grad_x, grad_v_init
+
+
+@neuron_backward.register_fake
+def _(x, v_init, grad_spikes, grad_v, *coefficients):
+    return torch.empty_like(x), x.new_empty(x.shape[1] if v_init is not None else 0,
+                                            dtype=torch.float32)
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    x, v_init, *coefficients, _store_state = inputs
+    ctx.save_for_backward(x, v_init)
+    ctx.coefficients = coefficients
+
+
+def _backward(ctx, grad_spikes, grad_v):
+    x, v_init = ctx.saved_tensors
+    grad_spikes = torch.zeros_like(x) if grad_spikes is None else grad_spikes.contiguous()
+    if grad_v is not None:
+        grad_v = grad_v.contiguous() if grad_v.numel() else None
+    grad_x, grad_v_init = neuron_backward(x, v_init, grad_spikes, grad_v, *ctx.coefficients)
+    if v_init is not None:
+        grad_v_init = grad_v_init.to(v_init.dtype)
+    else:
+        grad_v_init = None
+    return (grad_x, grad_v_init) + (None,) * 10
+
+
+neuron_forward.register_autograd(_backward, setup_context=_setup_context)
+
+
+def multistep(
+    x: torch.Tensor, v_init: torch.Tensor | None, spec: NeuronSpec, store_state: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Spikes ``[T, ...]`` and final membrane ``[...]`` (fp32; None unless ``store_state``)."""
+    steps = x.shape[0]
+    x2 = x.reshape(steps, -1).contiguous()
+    v0 = None if v_init is None else v_init.reshape(-1).contiguous()
+    spikes, v_final = neuron_forward(x2, v0, *_coefficients(spec), store_state)
+    return spikes.reshape(x.shape), (v_final.reshape(x.shape[1:]) if store_state else None)
