@@ -15,7 +15,7 @@ def surrogate_grad(x: torch.Tensor, surrogate: str, alpha: float) -> torch.Tenso
     """
     if surrogate == "sigmoid":
         sig = x.mul_(alpha).sigmoid_()
-        return sig.mul_(1.0 - sig).mul_(alpha)
+        return torch.addcmul(sig, sig, sig, value=-1.0, out=sig).mul_(alpha)
     if surrogate == "atan":
         return x.mul_(0.5 * math.pi * alpha).square_().add_(1.0).reciprocal_().mul_(0.5 * alpha)
     raise ValueError(f"unknown surrogate {surrogate!r}; valid choices: ['atan', 'sigmoid']")

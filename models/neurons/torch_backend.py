@@ -101,44 +101,42 @@ def backward_sequence(
     grad_x = torch.empty_like(x)
     grad_v_init = torch.empty(n, dtype=dtype, device=x.device)
     v_all = _initial_state(v_init, n, dtype, x.device, spec)
+    width = min(n, BLOCK_NEURONS)
+    charged = torch.empty(steps, width, dtype=dtype, device=x.device)
+    mask, sg, carry = torch.empty(3, width, dtype=dtype, device=x.device)
+    needs_sg = grad_spikes is not None or not spec.detach_reset
     for block in _blocks(n):
         v = v_all[block]
         size = v.numel()
         xb = _block_input(x, block, dtype)
-        charged = torch.empty(steps, size, dtype=dtype, device=x.device)
-        mask = torch.empty(size, dtype=dtype, device=x.device)
         for t in range(steps):
-            _charge(v, xb[t], spec, out=charged[t])
-            _fire_and_reset(charged[t], spec, mask, v)
-        carry = grad_v[block].to(dtype, copy=True) if grad_v is not None else None
-        needs_sg = grad_spikes is not None or not spec.detach_reset
+            _charge(v, xb[t], spec, out=charged[t, :size])
+            _fire_and_reset(charged[t, :size], spec, mask[:size], v)
+        g = carry[:size]
+        g.copy_(grad_v[block]) if grad_v is not None else g.zero_()
         for t in reversed(range(steps)):
-            h = charged[t]
-            sg = None
+            h = charged[t, :size]
             if needs_sg:
-                sg = surrogate_grad(h - spec.v_threshold, spec.surrogate, spec.alpha)
-            if carry is not None:
-                _times_reset_grad_(carry, h, sg, spec, mask)
+                torch.sub(h, spec.v_threshold, out=sg[:size])
+                surrogate_grad(sg[:size], spec.surrogate, spec.alpha)
+            _times_reset_grad_(g, h, sg[:size], spec, mask[:size])
             if grad_spikes is not None:
-                gs = grad_spikes[t, block]
-                carry = sg.mul_(gs) if carry is None else carry.addcmul_(sg, gs)
-            if carry is None:
-                carry = torch.zeros(size, dtype=dtype, device=x.device)
-            torch.mul(carry, spec.input_gain, out=grad_x[t, block])
-            carry.mul_(spec.decay)
-        grad_v_init[block] = carry
+                g.addcmul_(sg[:size], grad_spikes[t, block])
+            torch.mul(g, spec.input_gain, out=grad_x[t, block])
+            g.mul_(spec.decay)
+        grad_v_init[block] = g
     return grad_x, grad_v_init
 
 
 def _times_reset_grad_(
-    carry: torch.Tensor, h: torch.Tensor, sg: torch.Tensor | None, spec: NeuronSpec,
+    carry: torch.Tensor, h: torch.Tensor, sg: torch.Tensor, spec: NeuronSpec,
     scratch: torch.Tensor,
 ) -> None:
-    """``carry <- carry * dV[t]/dH[t]`` in place; ``sg`` is ``dS/dH`` (needed without detach)."""
+    """``carry <- carry * dV[t]/dH[t]`` in place; ``sg`` is ``dS/dH`` (used without detach)."""
     if spec.hard_reset:
         torch.lt(h, spec.v_threshold, out=scratch)
         if not spec.detach_reset:
-            scratch.addcmul_(sg, spec.v_reset - h)
+            scratch.addcmul_(sg, h, value=-1.0).add_(sg, alpha=spec.v_reset)
     elif spec.detach_reset:
         return
     else:
