@@ -1,0 +1,1 @@
+"""Scripts that make the figures and reports of the project."""

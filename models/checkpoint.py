@@ -1,0 +1,130 @@
+"""Safe loading of the published checkpoints (and of our own) into the model zoo.
+
+Files are read with `torch.load(weights_only=True)`: tensors, plain containers and numbers,
+plus the one class the original training scripts store, `argparse.Namespace` (their `args`).
+Anything else in a pickle, such as a callable that would run code, is refused.
+"""
+
+import argparse
+import contextlib
+import os
+import pickle
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.modules.module import _IncompatibleKeys
+
+SAFE_GLOBALS: tuple[type, ...] = (argparse.Namespace,)
+"""Classes allowed in a checkpoint besides tensors, containers and numbers."""
+
+_WRAPPER_KEYS = ("state_dict", "model")
+_PREFIXES = ("module.", "_orig_mod.")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read safely, or does not fit the model."""
+
+
+@contextlib.contextmanager
+def safe_checkpoint_globals() -> Iterator[None]:
+    """Within this context `torch.load(weights_only=True)` also accepts `SAFE_GLOBALS`."""
+    with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
+        yield
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint file on the CPU without running code from it."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no checkpoint file at {os.fspath(path)!r}")
+    try:
+        with safe_checkpoint_globals():
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"refused to load {os.fspath(path)!r}: it holds objects other than tensors, plain "
+            f"containers and {', '.join(c.__qualname__ for c in SAFE_GLOBALS)} (loading it "
+            "could run code)"
+        ) from err
+    except (EOFError, OSError, RuntimeError) as err:
+        raise CheckpointError(
+            f"cannot read {os.fspath(path)!r} ({err}): the file is truncated, corrupt or not a "
+            "PyTorch checkpoint"
+        ) from err
+    if not isinstance(checkpoint, Mapping):
+        raise CheckpointError(
+            f"{os.fspath(path)!r} holds a {type(checkpoint).__name__}, not a state dict"
+        )
+    return dict(checkpoint)
+
+
+def unwrap_state_dict(checkpoint: Mapping[str, Any]) -> dict[str, Tensor]:
+    """The state dict inside a checkpoint: a bare state dict, `{"state_dict": ...}` or
+    `{"model": ...}`, with `module.` (DataParallel) and `_orig_mod.` (torch.compile) prefixes
+    removed."""
+    for key in _WRAPPER_KEYS:
+        if isinstance(checkpoint.get(key), Mapping):
+            checkpoint = checkpoint[key]
+            break
+    state_dict = {}
+    for key, value in checkpoint.items():
+        if not isinstance(value, Tensor):
+            raise CheckpointError(
+                f"checkpoint entry {key!r} is a {type(value).__name__}, not a tensor; expected a "
+                f"state dict, optionally under one of {_WRAPPER_KEYS}"
+            )
+        for prefix in _PREFIXES:
+            key = key.removeprefix(prefix)
+        state_dict[key] = value
+    return state_dict
+
+
+def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: nn.Module) -> dict[str, Tensor]:
+    """timm's pretrained filter: the model's state dict from a published checkpoint.
+
+    Our classes keep the original key names, so the mapping is unwrapping and prefix removal.
+    """
+    return unwrap_state_dict(state_dict)
+
+
+def describe_mismatch(
+    state_dict: Mapping[str, Tensor], model: nn.Module
+) -> tuple[list[str], list[str], list[str]]:
+    """Missing keys, unexpected keys, and `key: checkpoint shape vs model shape` lines."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    wrong_shape = [
+        f"{key}: checkpoint {tuple(state_dict[key].shape)} vs model {tuple(value.shape)}"
+        for key, value in expected.items()
+        if key in state_dict and state_dict[key].shape != value.shape
+    ]
+    return missing, unexpected, wrong_shape
+
+
+def load_checkpoint(
+    model: nn.Module, source: str | os.PathLike | Mapping[str, Any], strict: bool = True
+) -> _IncompatibleKeys:
+    """Load a checkpoint file or an in-memory checkpoint into `model`.
+
+    `source`: a path, a state dict, or a training checkpoint holding one under `"model"` or
+    `"state_dict"`. Shape mismatches always fail; with `strict`, missing or unexpected keys fail
+    too. Errors list every mismatching key. Returns torch's missing / unexpected key lists.
+    """
+    checkpoint = source if isinstance(source, Mapping) else read_checkpoint(source)
+    state_dict = checkpoint_filter_fn(checkpoint, model)
+    missing, unexpected, wrong_shape = describe_mismatch(state_dict, model)
+    problems = [("wrong shape", wrong_shape)]
+    if strict:
+        problems += [("missing", missing), ("unexpected", unexpected)]
+    report = [
+        f"{label} ({len(keys)}):\n" + "\n".join(f"  {key}" for key in keys)
+        for label, keys in problems
+        if keys
+    ]
+    if report:
+        raise CheckpointError(
+            f"checkpoint does not fit {type(model).__name__}:\n" + "\n".join(report)
+        )
+    return model.load_state_dict(state_dict, strict=strict)

@@ -1,0 +1,194 @@
+"""Token mixers: the spatial half of a block, `[T, B, dim, H, W] -> [T, B, dim, H, W]`.
+
+Each mixer names the attribute it is stored under in its block (`checkpoint_name`: `"mixer"`,
+or `"attn"` for the attention mixers), as in the published checkpoints.
+"""
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from models.layers.spiking import ATTENTION_THRESHOLD, LIFFactory, per_step
+
+
+class IdentityMixer(nn.Module):
+    """No token mixing: the block is its MLP alone."""
+
+    checkpoint_name = "mixer"
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+
+class PoolMixer(nn.Module):
+    """3x3 stride-1 max- or average-pooling of the membrane potential (no shortcut)."""
+
+    checkpoint_name = "mixer"
+
+    def __init__(self, kind: str = "max") -> None:
+        super().__init__()
+        if kind == "max":
+            self.pool = nn.MaxPool2d(kernel_size=3, stride=1, padding=1)
+        elif kind == "avg":
+            self.pool = nn.AvgPool2d(kernel_size=3, stride=1, padding=1, count_include_pad=False)
+        else:
+            raise ValueError(f"unknown pooling {kind!r}; valid: 'max', 'avg'")
+
+    def forward(self, x: Tensor) -> Tensor:
+        return per_step(x, self.pool)
+
+
+class DepthwiseConvMixer(nn.Module):
+    """Spiking depth-wise convolution: `x + BN(DWConv_k(LIF(x)))`, any odd kernel size `k`.
+
+    Checkpoint names are `conv` / `conv_bn`, except for `k = 7`, which the published checkpoints
+    store as `conv5` / `conv5_bn`.
+    """
+
+    checkpoint_name = "mixer"
+    _PUBLISHED_CONV_NAMES = {7: "conv5"}
+
+    def __init__(self, dim: int, lif: LIFFactory, kernel_size: int = 3) -> None:
+        super().__init__()
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be a positive odd number, got {kernel_size}")
+        self._conv_name = self._PUBLISHED_CONV_NAMES.get(kernel_size, "conv")
+        self.lif = lif()
+        self.add_module(
+            self._conv_name,
+            nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim),
+        )
+        self.add_module(f"{self._conv_name}_bn", nn.BatchNorm2d(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        conv = getattr(self, self._conv_name)
+        bn = getattr(self, f"{self._conv_name}_bn")
+        return x + per_step(self.lif(x), conv, bn)
+
+
+def _check_heads(dim: int, num_heads: int) -> None:
+    if num_heads < 1 or dim % num_heads != 0:
+        raise ValueError(f"num_heads={num_heads} must be >= 1 and divide the width {dim}")
+
+
+class SpikingSelfAttention(nn.Module):
+    """Spiking self-attention (SSA, Spikformer) with an optional depth-wise conv (SSA-DWC).
+
+    Q, K, V are spike maps from 1x1 conv + BN + LIF; per head `Q (K^T V) * 0.125` is fired by a
+    neuron with threshold 0.5 and projected by a 1x1 conv + BN. With `dwc_kernel_size`, that
+    projection passes LIF -> depth-wise conv -> BN. The result is added to the input.
+    `[T, B, dim, H, W] -> [T, B, dim, H, W]`.
+    """
+
+    checkpoint_name = "attn"
+    scale = 0.125
+
+    def __init__(
+        self, dim: int, lif: LIFFactory, num_heads: int = 8, dwc_kernel_size: int | None = None
+    ) -> None:
+        super().__init__()
+        _check_heads(dim, num_heads)
+        self.num_heads = num_heads
+        self.x_lif = lif()
+        self.q_conv = nn.Conv1d(dim, dim, 1, bias=False)
+        self.q_bn = nn.BatchNorm1d(dim)
+        self.q_lif = lif()
+        self.k_conv = nn.Conv1d(dim, dim, 1, bias=False)
+        self.k_bn = nn.BatchNorm1d(dim)
+        self.k_lif = lif()
+        self.v_conv = nn.Conv1d(dim, dim, 1, bias=False)
+        self.v_bn = nn.BatchNorm1d(dim)
+        self.v_lif = lif()
+        self.attn_lif = lif(v_threshold=ATTENTION_THRESHOLD)
+        self.proj_conv = nn.Conv1d(dim, dim, 1)
+        self.proj_bn = nn.BatchNorm1d(dim)
+        if dwc_kernel_size is None:
+            self.dwc = None
+        else:
+            self.dwc_neuron = lif()
+            self.dwc = nn.Conv2d(
+                dim, dim, dwc_kernel_size, padding=dwc_kernel_size // 2, groups=dim
+            )
+            self.dwc_bn = nn.BatchNorm2d(dim)
+
+    def _heads(self, x: Tensor, conv: nn.Module, bn: nn.Module, lif: nn.Module) -> Tensor:
+        """Spikes of one projection, split into heads: `[T, B, C, N] -> [T, B, h, N, C / h]`."""
+        steps, batch, channels, tokens = x.shape
+        spikes = lif(per_step(x, conv, bn))
+        spikes = spikes.transpose(-1, -2).reshape(
+            steps, batch, tokens, self.num_heads, channels // self.num_heads
+        )
+        return spikes.permute(0, 1, 3, 2, 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        steps, batch, channels, height, width = x.shape
+        tokens = self.x_lif(x).flatten(3)
+        q = self._heads(tokens, self.q_conv, self.q_bn, self.q_lif)
+        k = self._heads(tokens, self.k_conv, self.k_bn, self.k_lif)
+        v = self._heads(tokens, self.v_conv, self.v_bn, self.v_lif)
+        scores = (q @ (k.transpose(-2, -1) @ v)) * self.scale
+        scores = scores.transpose(3, 4).reshape(steps, batch, channels, height * width)
+        out = per_step(self.attn_lif(scores), self.proj_conv, self.proj_bn)
+        out = out.reshape(steps, batch, channels, height, width)
+        if self.dwc is not None:
+            out = per_step(self.dwc_neuron(out), self.dwc, self.dwc_bn)
+        return x + out
+
+
+class TokenQKAttention(nn.Module):
+    """QK token attention (QKFormer): per head, the channel sum of Q's spikes is fired by a
+    neuron with threshold 0.5 and gates K's spikes, then 1x1 conv + BN, added to the input.
+    `[T, B, dim, H, W] -> [T, B, dim, H, W]`.
+    """
+
+    checkpoint_name = "attn"
+
+    def __init__(self, dim: int, lif: LIFFactory, num_heads: int = 8) -> None:
+        super().__init__()
+        _check_heads(dim, num_heads)
+        self.num_heads = num_heads
+        self.x_lif = lif()
+        self.q_conv = nn.Conv1d(dim, dim, 1, bias=False)
+        self.q_bn = nn.BatchNorm1d(dim)
+        self.q_lif = lif()
+        self.k_conv = nn.Conv1d(dim, dim, 1, bias=False)
+        self.k_bn = nn.BatchNorm1d(dim)
+        self.k_lif = lif()
+        self.attn_lif = lif(v_threshold=ATTENTION_THRESHOLD)
+        self.proj_conv = nn.Conv1d(dim, dim, 1)
+        self.proj_bn = nn.BatchNorm1d(dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        steps, batch, channels, height, width = x.shape
+        heads = (steps, batch, self.num_heads, channels // self.num_heads, height * width)
+        tokens = self.x_lif(x).flatten(3)
+        q = self.q_lif(per_step(tokens, self.q_conv, self.q_bn)).reshape(heads)
+        k = self.k_lif(per_step(tokens, self.k_conv, self.k_bn)).reshape(heads)
+        token_gate = self.attn_lif(torch.sum(q, dim=3, keepdim=True))
+        out = (token_gate * k).flatten(2, 3)
+        out = per_step(out, self.proj_conv, self.proj_bn)
+        return x + out.reshape(steps, batch, channels, height, width)
+
+
+MixerFactory = Callable[[int, LIFFactory, int], nn.Module]
+
+MIXERS: dict[str, MixerFactory] = {
+    "identity": lambda dim, lif, heads: IdentityMixer(),
+    "max_pool": lambda dim, lif, heads: PoolMixer("max"),
+    "avg_pool": lambda dim, lif, heads: PoolMixer("avg"),
+    "dwc3": lambda dim, lif, heads: DepthwiseConvMixer(dim, lif, kernel_size=3),
+    "dwc5": lambda dim, lif, heads: DepthwiseConvMixer(dim, lif, kernel_size=5),
+    "dwc7": lambda dim, lif, heads: DepthwiseConvMixer(dim, lif, kernel_size=7),
+    "ssa": lambda dim, lif, heads: SpikingSelfAttention(dim, lif, heads),
+    "ssa_dwc": lambda dim, lif, heads: SpikingSelfAttention(dim, lif, heads, dwc_kernel_size=5),
+    "qk": lambda dim, lif, heads: TokenQKAttention(dim, lif, heads),
+}
+"""Mixer names of the model specification: name -> constructor `(dim, lif, num_heads)`."""
+
+
+def create_mixer(name: str, dim: int, lif: LIFFactory, num_heads: int) -> nn.Module:
+    """Token mixer `name` (a key of `MIXERS`) of width `dim`; `num_heads` is used by attention."""
+    if name not in MIXERS:
+        raise ValueError(f"unknown token mixer {name!r}; valid: {', '.join(MIXERS)}")
+    return MIXERS[name](dim, lif, num_heads)

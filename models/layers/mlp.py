@@ -1,0 +1,30 @@
+"""The spiking channel MLP of every Max-Former / MS-QKFormer block."""
+
+from torch import Tensor, nn
+
+from models.layers.spiking import LIFFactory, per_step
+
+
+class SpikingMLP(nn.Module):
+    """LIF -> 1x1 conv -> BN -> LIF -> 1x1 conv -> BN, added to the input membrane potential.
+
+    `[T, B, dim, H, W] -> [T, B, dim, H, W]`. When the hidden width equals `dim` (mlp ratio 1)
+    the hidden layer also gets a membrane shortcut, as in the published models.
+    """
+
+    def __init__(self, dim: int, hidden_dim: int, lif: LIFFactory) -> None:
+        super().__init__()
+        self.hidden_shortcut = hidden_dim == dim
+        self.fc1_lif = lif()
+        self.fc1_conv = nn.Conv2d(dim, hidden_dim, 1)
+        self.fc1_bn = nn.BatchNorm2d(hidden_dim)
+        self.fc2_lif = lif()
+        self.fc2_conv = nn.Conv2d(hidden_dim, dim, 1)
+        self.fc2_bn = nn.BatchNorm2d(dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        hidden = per_step(self.fc1_lif(x), self.fc1_conv, self.fc1_bn)
+        if self.hidden_shortcut:
+            hidden = hidden + x
+            x = hidden
+        return x + per_step(self.fc2_lif(hidden), self.fc2_conv, self.fc2_bn)

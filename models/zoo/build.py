@@ -1,0 +1,76 @@
+"""Construction of the zoo's models: stage widths, timm configs and the checkpoint filter."""
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.models import build_model_with_cfg
+from torch import nn
+
+from models.checkpoint import checkpoint_filter_fn, safe_checkpoint_globals
+
+RELEASES = "https://github.com/bic-L/MaxFormer/releases/download/checkpoints/"
+"""Where the authors publish the ImageNet checkpoints."""
+
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+
+
+def stage_widths(embed_dims: int | Sequence[int], num_stages: int) -> list[int]:
+    """Width of each stage: given per stage, or the last stage's width, halved stage by stage."""
+    if isinstance(embed_dims, int):
+        return [embed_dims // 2 ** (num_stages - 1 - i) for i in range(num_stages)]
+    if len(embed_dims) != num_stages:
+        raise ValueError(f"embed_dims needs one width per stage ({num_stages}), got {embed_dims}")
+    return list(embed_dims)
+
+
+def imagenet_cfg(url: str = "", **kwargs: Any) -> dict[str, Any]:
+    """Pretrained config of an ImageNet model (224 px, 1000 classes)."""
+    return {
+        "url": url,
+        "num_classes": 1000,
+        "input_size": (3, 224, 224),
+        "pool_size": (14, 14),
+        "crop_pct": 0.95,
+        "interpolation": "bicubic",
+        "mean": IMAGENET_DEFAULT_MEAN,
+        "std": IMAGENET_DEFAULT_STD,
+        "classifier": "head",
+        **kwargs,
+    }
+
+
+def cifar_cfg(**kwargs: Any) -> dict[str, Any]:
+    """Config of a CIFAR-10 model (32 px, 10 classes); no published weights."""
+    return {
+        "url": "",
+        "num_classes": 10,
+        "input_size": (3, 32, 32),
+        "pool_size": (8, 8),
+        "crop_pct": 1.0,
+        "interpolation": "bicubic",
+        "mean": CIFAR_MEAN,
+        "std": CIFAR_STD,
+        "classifier": "head",
+        **kwargs,
+    }
+
+
+def build_spiking_model(
+    model_cls: Callable[..., nn.Module], variant: str, pretrained: bool, **kwargs: Any
+) -> nn.Module:
+    """timm's `build_model_with_cfg` with our checkpoint filter; weights are read with
+    `weights_only=True`, allowing the `argparse.Namespace` the original training scripts store.
+    `kwargs` must hold `depths`. `features_only=True` gives the stage outputs averaged over time
+    (`forward_intermediates`), of the stages in `out_indices` (default: all)."""
+    out_indices = kwargs.pop("out_indices", tuple(range(len(kwargs["depths"]))))
+    with safe_checkpoint_globals():
+        return build_model_with_cfg(
+            model_cls,
+            variant,
+            pretrained,
+            pretrained_filter_fn=checkpoint_filter_fn,
+            feature_cfg={"feature_cls": "getter", "out_indices": out_indices},
+            **kwargs,
+        )

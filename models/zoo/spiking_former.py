@@ -1,0 +1,168 @@
+"""The hierarchical spiking transformer family of Max-Former and MS-QKFormer.
+
+Each stage is a patch embedding followed by blocks (token mixer + spiking MLP); the head fires a
+LIF neuron on the spatially averaged features, averages the spikes over time and classifies them.
+Which embedding and which mixer each stage uses is configuration (see `models.layers.EMBEDDINGS`
+and `models.layers.MIXERS`), so the published networks and the paper's ablations are all
+instances of `SpikingFormer`.
+"""
+
+import math
+from collections.abc import Sequence
+
+from timm.models._features import feature_take_indices
+from torch import Tensor, nn
+
+from models.layers import SpikingBlock, create_embedding, embedding_stride, lif_factory
+from models.zoo.build import stage_widths
+from models.zoo.inputs import to_time_major
+
+
+class SpikingFormer(nn.Module):
+    """Hierarchical spiking transformer with a configurable embedding and mixer per stage.
+
+    Args:
+        embeds: embedding name per stage (keys of `models.layers.EMBEDDINGS`).
+        mixers: token mixer name per stage (keys of `models.layers.MIXERS`).
+        depths: number of blocks per stage.
+        embed_dims: width of the last stage (stage `i` of `n` has `embed_dims // 2**(n-1-i)`),
+            or one width per stage.
+        num_heads: attention heads, for all stages or per stage (used by attention mixers).
+        mlp_ratio: hidden width of the spiking MLP relative to the stage width.
+        in_chans: input channels (3 for images, 2 for event polarities).
+        num_classes: classes of the linear head; 0 for no head.
+        T: time steps a static image `[B, C, H, W]` is repeated for; `[B, T, C, H, W]` input
+            must have this many steps (any number when `T` is None).
+        event_input: accept only event frames `[B, T, C, H, W]`.
+        lif_backend: backend of every neuron: "auto", "torch", "triton" or "spikingjelly".
+    """
+
+    def __init__(
+        self,
+        embeds: Sequence[str] = ("orig", "max", "max"),
+        mixers: Sequence[str] = ("identity", "dwc3", "ssa"),
+        depths: Sequence[int] = (1, 1, 2),
+        embed_dims: int | Sequence[int] = 384,
+        num_heads: int | Sequence[int] = 8,
+        mlp_ratio: float = 4.0,
+        in_chans: int = 3,
+        num_classes: int = 10,
+        T: int | None = 4,
+        event_input: bool = False,
+        lif_backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        num_stages = len(depths)
+        if len(embeds) != num_stages or len(mixers) != num_stages:
+            raise ValueError(
+                f"embeds {tuple(embeds)}, mixers {tuple(mixers)} and depths {tuple(depths)} "
+                "need the same number of stages"
+            )
+        dims = stage_widths(embed_dims, num_stages)
+        heads = [num_heads] * num_stages if isinstance(num_heads, int) else list(num_heads)
+        if len(heads) != num_stages:
+            raise ValueError(f"num_heads needs one value per stage ({num_stages}), got {num_heads}")
+        if T is not None and T < 1:
+            raise ValueError(f"T must be >= 1 or None, got {T}")
+        self.in_chans = in_chans
+        self.num_classes = num_classes
+        self.T = T
+        self.event_input = event_input
+        self.num_stages = num_stages
+        self.stride = math.prod(embedding_stride(name) for name in embeds)
+        self.num_features = self.head_hidden_size = dims[-1]
+
+        lif = lif_factory(lif_backend)
+        self.feature_info = []
+        reduction = 1
+        for i in range(num_stages):
+            in_dim = in_chans if i == 0 else dims[i - 1]
+            reduction *= embedding_stride(embeds[i])
+            self.add_module(
+                f"patch_embed{i + 1}", create_embedding(embeds[i], in_dim, dims[i], lif)
+            )
+            blocks = [
+                SpikingBlock(dims[i], mixers[i], lif, num_heads=heads[i], mlp_ratio=mlp_ratio)
+                for _ in range(depths[i])
+            ]
+            self.add_module(f"stage{i + 1}", nn.ModuleList(blocks))
+            self.feature_info.append(
+                {"num_chs": dims[i], "reduction": reduction, "module": f"stage{i + 1}"}
+            )
+        self.head_lif = lif()
+        self.head = nn.Linear(dims[-1], num_classes) if num_classes > 0 else nn.Identity()
+        self.apply(_init_weights)
+
+    def _stages(self) -> list[tuple[nn.Module, nn.ModuleList]]:
+        return [
+            (getattr(self, f"patch_embed{i + 1}"), getattr(self, f"stage{i + 1}"))
+            for i in range(self.num_stages)
+        ]
+
+    def _inputs(self, x: Tensor) -> Tensor:
+        return to_time_major(
+            x, self.in_chans, self.T, stride=self.stride, event_input=self.event_input
+        )
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """Images `[B, C, H, W]` or frames `[B, T, C, H, W]` -> `[T, B, dim, H / s, W / s]`."""
+        x = self._inputs(x)
+        for embed, blocks in self._stages():
+            x = embed(x)
+            for block in blocks:
+                x = block(x)
+        return x
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        """`[T, B, dim, h, w]` -> logits `[B, num_classes]` (or spike rates `[B, dim]`)."""
+        rates = self.head_lif(x.flatten(3).mean(3)).mean(0)
+        return rates if pre_logits else self.head(rates)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Images `[B, C, H, W]` or frames `[B, T, C, H, W]` -> logits `[B, num_classes]`."""
+        return self.forward_head(self.forward_features(x))
+
+    def forward_intermediates(
+        self,
+        x: Tensor,
+        indices: int | list[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "TNCHW",
+        intermediates_only: bool = False,
+    ) -> list[Tensor] | tuple[Tensor, list[Tensor]]:
+        """Stage outputs (membrane potentials) as well as the final features.
+
+        `output_fmt="TNCHW"` keeps the time axis, `[T, B, C, H, W]`; `"NCHW"` averages over it.
+        `indices`: the last n stages if an int, all if None, else the listed stage indices.
+        """
+        if output_fmt not in ("TNCHW", "NCHW"):
+            raise ValueError(f"unknown output_fmt {output_fmt!r}; valid: 'TNCHW', 'NCHW'")
+        take_indices, max_index = feature_take_indices(self.num_stages, indices)
+        stages = self._stages()[: max_index + 1] if stop_early else self._stages()
+        intermediates = []
+        x = self._inputs(x)
+        for i, (embed, blocks) in enumerate(stages):
+            x = embed(x)
+            for block in blocks:
+                x = block(x)
+            if i in take_indices:
+                intermediates.append(x.mean(0) if output_fmt == "NCHW" else x)
+        if intermediates_only:
+            return intermediates
+        return x, intermediates
+
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace the head by a fresh one for `num_classes` (0: no head, features out)."""
+        self.num_classes = num_classes
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
