@@ -72,7 +72,33 @@ def _check_heads(dim: int, num_heads: int) -> None:
         raise ValueError(f"num_heads={num_heads} must be >= 1 and divide the width {dim}")
 
 
-class SpikingSelfAttention(nn.Module):
+class _SpikeAttention(nn.Module):
+    """What SSA and QK-attention share: the input neuron `x_lif`, spike projections
+    `{name}_conv`/`{name}_bn`/`{name}_lif` (1x1 conv + BN + LIF, one per name), the attention
+    neuron `attn_lif` (threshold 0.5) and the output projection `proj_conv`/`proj_bn`."""
+
+    checkpoint_name = "attn"
+
+    def __init__(self, dim: int, lif: LIFFactory, num_heads: int, projections: str) -> None:
+        super().__init__()
+        _check_heads(dim, num_heads)
+        self.num_heads = num_heads
+        self.x_lif = lif()
+        for name in projections:
+            self.add_module(f"{name}_conv", nn.Conv1d(dim, dim, 1, bias=False))
+            self.add_module(f"{name}_bn", nn.BatchNorm1d(dim))
+            self.add_module(f"{name}_lif", lif())
+        self.attn_lif = lif(v_threshold=ATTENTION_THRESHOLD)
+        self.proj_conv = nn.Conv1d(dim, dim, 1)
+        self.proj_bn = nn.BatchNorm1d(dim)
+
+    def _project(self, tokens: Tensor, name: str) -> Tensor:
+        """Spikes of projection `name`: `[T, B, C, N] -> [T, B, C, N]`."""
+        conv, bn, lif = (getattr(self, f"{name}_{part}") for part in ("conv", "bn", "lif"))
+        return lif(per_step(tokens, conv, bn))
+
+
+class SpikingSelfAttention(_SpikeAttention):
     """Spiking self-attention (SSA, Spikformer) with an optional depth-wise conv (SSA-DWC).
 
     Q, K, V are spike maps from 1x1 conv + BN + LIF; per head `Q (K^T V) * 0.125` is fired by a
@@ -81,28 +107,12 @@ class SpikingSelfAttention(nn.Module):
     `[T, B, dim, H, W] -> [T, B, dim, H, W]`.
     """
 
-    checkpoint_name = "attn"
     scale = 0.125
 
     def __init__(
         self, dim: int, lif: LIFFactory, num_heads: int = 8, dwc_kernel_size: int | None = None
     ) -> None:
-        super().__init__()
-        _check_heads(dim, num_heads)
-        self.num_heads = num_heads
-        self.x_lif = lif()
-        self.q_conv = nn.Conv1d(dim, dim, 1, bias=False)
-        self.q_bn = nn.BatchNorm1d(dim)
-        self.q_lif = lif()
-        self.k_conv = nn.Conv1d(dim, dim, 1, bias=False)
-        self.k_bn = nn.BatchNorm1d(dim)
-        self.k_lif = lif()
-        self.v_conv = nn.Conv1d(dim, dim, 1, bias=False)
-        self.v_bn = nn.BatchNorm1d(dim)
-        self.v_lif = lif()
-        self.attn_lif = lif(v_threshold=ATTENTION_THRESHOLD)
-        self.proj_conv = nn.Conv1d(dim, dim, 1)
-        self.proj_bn = nn.BatchNorm1d(dim)
+        super().__init__(dim, lif, num_heads, projections="qkv")
         if dwc_kernel_size is None:
             self.dwc = None
         else:
@@ -112,21 +122,17 @@ class SpikingSelfAttention(nn.Module):
             )
             self.dwc_bn = nn.BatchNorm2d(dim)
 
-    def _heads(self, x: Tensor, conv: nn.Module, bn: nn.Module, lif: nn.Module) -> Tensor:
+    def _heads(self, tokens: Tensor, name: str) -> Tensor:
         """Spikes of one projection, split into heads: `[T, B, C, N] -> [T, B, h, N, C / h]`."""
-        steps, batch, channels, tokens = x.shape
-        spikes = lif(per_step(x, conv, bn))
-        spikes = spikes.transpose(-1, -2).reshape(
-            steps, batch, tokens, self.num_heads, channels // self.num_heads
-        )
+        steps, batch, channels, count = tokens.shape
+        spikes = self._project(tokens, name).transpose(-1, -2)
+        spikes = spikes.reshape(steps, batch, count, self.num_heads, channels // self.num_heads)
         return spikes.permute(0, 1, 3, 2, 4)
 
     def forward(self, x: Tensor) -> Tensor:
         steps, batch, channels, height, width = x.shape
         tokens = self.x_lif(x).flatten(3)
-        q = self._heads(tokens, self.q_conv, self.q_bn, self.q_lif)
-        k = self._heads(tokens, self.k_conv, self.k_bn, self.k_lif)
-        v = self._heads(tokens, self.v_conv, self.v_bn, self.v_lif)
+        q, k, v = (self._heads(tokens, name) for name in "qkv")
         scores = (q @ (k.transpose(-2, -1) @ v)) * self.scale
         scores = scores.transpose(3, 4).reshape(steps, batch, channels, height * width)
         out = per_step(self.attn_lif(scores), self.proj_conv, self.proj_bn)
@@ -136,35 +142,21 @@ class SpikingSelfAttention(nn.Module):
         return x + out
 
 
-class TokenQKAttention(nn.Module):
+class TokenQKAttention(_SpikeAttention):
     """QK token attention (QKFormer): per head, the channel sum of Q's spikes is fired by a
     neuron with threshold 0.5 and gates K's spikes, then 1x1 conv + BN, added to the input.
     `[T, B, dim, H, W] -> [T, B, dim, H, W]`.
     """
 
-    checkpoint_name = "attn"
-
     def __init__(self, dim: int, lif: LIFFactory, num_heads: int = 8) -> None:
-        super().__init__()
-        _check_heads(dim, num_heads)
-        self.num_heads = num_heads
-        self.x_lif = lif()
-        self.q_conv = nn.Conv1d(dim, dim, 1, bias=False)
-        self.q_bn = nn.BatchNorm1d(dim)
-        self.q_lif = lif()
-        self.k_conv = nn.Conv1d(dim, dim, 1, bias=False)
-        self.k_bn = nn.BatchNorm1d(dim)
-        self.k_lif = lif()
-        self.attn_lif = lif(v_threshold=ATTENTION_THRESHOLD)
-        self.proj_conv = nn.Conv1d(dim, dim, 1)
-        self.proj_bn = nn.BatchNorm1d(dim)
+        super().__init__(dim, lif, num_heads, projections="qk")
 
     def forward(self, x: Tensor) -> Tensor:
         steps, batch, channels, height, width = x.shape
         heads = (steps, batch, self.num_heads, channels // self.num_heads, height * width)
         tokens = self.x_lif(x).flatten(3)
-        q = self.q_lif(per_step(tokens, self.q_conv, self.q_bn)).reshape(heads)
-        k = self.k_lif(per_step(tokens, self.k_conv, self.k_bn)).reshape(heads)
+        q = self._project(tokens, "q").reshape(heads)
+        k = self._project(tokens, "k").reshape(heads)
         token_gate = self.attn_lif(torch.sum(q, dim=3, keepdim=True))
         out = (token_gate * k).flatten(2, 3)
         out = per_step(out, self.proj_conv, self.proj_bn)

@@ -4,15 +4,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from timm.models import generate_default_cfgs, register_model
-from timm.models._features import feature_take_indices
 from torch import Tensor, nn
 
 from models.layers import MSBasicBlock, lif_factory, per_step
+from models.zoo.backbone import SpikingBackbone, Stage
 from models.zoo.build import build_spiking_model, cifar_cfg, stage_widths
 from models.zoo.inputs import to_time_major
 
 
-class MaxResNet(nn.Module):
+class MaxResNet(SpikingBackbone):
     """Spiking ResNet with membrane shortcuts (MS-ResNet); stages after the first halve the
     resolution in their first block by a max-pool (`downsample="max"`, Max-ResNet) or a strided
     conv (`downsample="conv"`).
@@ -21,6 +21,8 @@ class MaxResNet(nn.Module):
     pooling, linear, averaged over time. `embed_dims`: the width of each stage, or of the last
     one (each earlier stage has half the width of the next).
     """
+
+    classifier_name = "fc1"
 
     def __init__(
         self,
@@ -58,58 +60,17 @@ class MaxResNet(nn.Module):
         self.spike = lif()
         self.fc1 = nn.Linear(widths[-1], num_classes) if num_classes > 0 else nn.Identity()
 
-    def _layers(self) -> list[nn.Module]:
-        return [getattr(self, f"layer{i + 1}") for i in range(self.num_stages)]
-
     def _stem(self, x: Tensor) -> Tensor:
         x = to_time_major(x, self.in_chans, self.T, stride=self.stride)
         return per_step(x, self.conv1, self.bn1)
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        """Images `[B, C, H, W]` or frames `[B, T, C, H, W]` -> `[T, B, C', H / s, W / s]`."""
-        x = self._stem(x)
-        for layer in self._layers():
-            x = layer(x)
-        return x
+    def _stages(self) -> list[Stage]:
+        return [getattr(self, f"layer{i + 1}") for i in range(self.num_stages)]
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         """`[T, B, C, h, w]` -> logits `[B, num_classes]` (or pooled spike rates `[B, C]`)."""
         rates = self.spike(x).mean((3, 4)).mean(0)
         return rates if pre_logits else self.fc1(rates)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def forward_intermediates(
-        self,
-        x: Tensor,
-        indices: int | list[int] | None = None,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "TNCHW",
-        intermediates_only: bool = False,
-    ) -> list[Tensor] | tuple[Tensor, list[Tensor]]:
-        """Stage outputs `[T, B, C, H, W]` (`"TNCHW"`) or their time average (`"NCHW"`)."""
-        if output_fmt not in ("TNCHW", "NCHW"):
-            raise ValueError(f"unknown output_fmt {output_fmt!r}; valid: 'TNCHW', 'NCHW'")
-        take_indices, max_index = feature_take_indices(self.num_stages, indices)
-        layers = self._layers()[: max_index + 1] if stop_early else self._layers()
-        intermediates = []
-        x = self._stem(x)
-        for i, layer in enumerate(layers):
-            x = layer(x)
-            if i in take_indices:
-                intermediates.append(x.mean(0) if output_fmt == "NCHW" else x)
-        if intermediates_only:
-            return intermediates
-        return x, intermediates
-
-    def get_classifier(self) -> nn.Module:
-        return self.fc1
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        self.num_classes = num_classes
-        self.fc1 = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
 
 default_cfgs = generate_default_cfgs(

@@ -9,16 +9,17 @@ instances of `SpikingFormer`.
 
 import math
 from collections.abc import Sequence
+from functools import partial
 
-from timm.models._features import feature_take_indices
 from torch import Tensor, nn
 
 from models.layers import SpikingBlock, create_embedding, embedding_stride, lif_factory
+from models.zoo.backbone import SpikingBackbone, Stage
 from models.zoo.build import stage_widths
 from models.zoo.inputs import to_time_major
 
 
-class SpikingFormer(nn.Module):
+class SpikingFormer(SpikingBackbone):
     """Hierarchical spiking transformer with a configurable embedding and mixer per stage.
 
     Args:
@@ -93,72 +94,29 @@ class SpikingFormer(nn.Module):
         self.head = nn.Linear(dims[-1], num_classes) if num_classes > 0 else nn.Identity()
         self.apply(_init_weights)
 
-    def _stages(self) -> list[tuple[nn.Module, nn.ModuleList]]:
-        return [
-            (getattr(self, f"patch_embed{i + 1}"), getattr(self, f"stage{i + 1}"))
-            for i in range(self.num_stages)
-        ]
-
-    def _inputs(self, x: Tensor) -> Tensor:
+    def _stem(self, x: Tensor) -> Tensor:
         return to_time_major(
             x, self.in_chans, self.T, stride=self.stride, event_input=self.event_input
         )
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        """Images `[B, C, H, W]` or frames `[B, T, C, H, W]` -> `[T, B, dim, H / s, W / s]`."""
-        x = self._inputs(x)
-        for embed, blocks in self._stages():
-            x = embed(x)
-            for block in blocks:
-                x = block(x)
-        return x
+    def _stages(self) -> list[Stage]:
+        return [
+            partial(_embed_then_blocks, getattr(self, f"patch_embed{i + 1}"),
+                    getattr(self, f"stage{i + 1}"))
+            for i in range(self.num_stages)
+        ]
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         """`[T, B, dim, h, w]` -> logits `[B, num_classes]` (or spike rates `[B, dim]`)."""
         rates = self.head_lif(x.flatten(3).mean(3)).mean(0)
         return rates if pre_logits else self.head(rates)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Images `[B, C, H, W]` or frames `[B, T, C, H, W]` -> logits `[B, num_classes]`."""
-        return self.forward_head(self.forward_features(x))
 
-    def forward_intermediates(
-        self,
-        x: Tensor,
-        indices: int | list[int] | None = None,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "TNCHW",
-        intermediates_only: bool = False,
-    ) -> list[Tensor] | tuple[Tensor, list[Tensor]]:
-        """Stage outputs (membrane potentials) as well as the final features.
-
-        `output_fmt="TNCHW"` keeps the time axis, `[T, B, C, H, W]`; `"NCHW"` averages over it.
-        `indices`: the last n stages if an int, all if None, else the listed stage indices.
-        """
-        if output_fmt not in ("TNCHW", "NCHW"):
-            raise ValueError(f"unknown output_fmt {output_fmt!r}; valid: 'TNCHW', 'NCHW'")
-        take_indices, max_index = feature_take_indices(self.num_stages, indices)
-        stages = self._stages()[: max_index + 1] if stop_early else self._stages()
-        intermediates = []
-        x = self._inputs(x)
-        for i, (embed, blocks) in enumerate(stages):
-            x = embed(x)
-            for block in blocks:
-                x = block(x)
-            if i in take_indices:
-                intermediates.append(x.mean(0) if output_fmt == "NCHW" else x)
-        if intermediates_only:
-            return intermediates
-        return x, intermediates
-
-    def get_classifier(self) -> nn.Module:
-        return self.head
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        """Replace the head by a fresh one for `num_classes` (0: no head, features out)."""
-        self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+def _embed_then_blocks(embed: nn.Module, blocks: nn.ModuleList, x: Tensor) -> Tensor:
+    x = embed(x)
+    for block in blocks:
+        x = block(x)
+    return x
 
 
 def _init_weights(module: nn.Module) -> None:

@@ -1,0 +1,62 @@
+"""1-bit storage of the spike tensors saved for backward: exact, and smaller."""
+
+import pytest
+import timm
+import torch
+from torch.autograd.graph import saved_tensors_hooks
+
+import models  # noqa: F401  (registers the model zoo)
+from models.spike_storage import compact_spikes, pack, unpack
+
+
+@pytest.mark.parametrize("shape", [(5,), (3, 7, 11), (2, 4096)])
+def test_pack_round_trip_is_exact(shape):
+    x = (torch.rand(shape) < 0.3).to(torch.bfloat16)
+    packed = pack(x)
+    assert packed.bits.dtype == torch.uint8 and packed.bits.numel() == -(-x.numel() // 8)
+    assert torch.equal(unpack(packed), x) and unpack(packed).dtype == torch.bfloat16
+
+
+def train_step(model, x, target, packing: bool):
+    """Loss, gradients and the bytes saved for backward (parameters excluded)."""
+    model.zero_grad()
+    model.pack_saved_spikes = packing
+    params = {p.data_ptr() for p in model.parameters()}
+    saved = 0
+
+    def count(t):
+        nonlocal saved
+        if t.data_ptr() not in params:
+            saved += t.numel() * t.element_size()
+        return t
+
+    with saved_tensors_hooks(count, lambda t: t):
+        loss = torch.nn.functional.cross_entropy(model(x), target)
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}, saved
+
+
+@pytest.mark.parametrize("name", ["maxformer_cifar", "ms_qkformer_cifar", "max_resnet18"])
+def test_packed_spikes_leave_loss_and_gradients_bit_for_bit_unchanged(name):
+    torch.manual_seed(0)
+    kwargs = {"embed_dims": 64} if name != "max_resnet18" else {"embed_dims": (16, 32, 64)}
+    model = timm.create_model(name, T=2, lif_backend="torch", **kwargs).train()
+    x, target = torch.randn(2, 3, 32, 32), torch.tensor([1, 7])
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    plain = train_step(model, x, target, packing=False)
+    model.load_state_dict(state)
+    packed = train_step(model, x, target, packing=True)
+    assert torch.equal(plain[0], packed[0])
+    assert plain[1].keys() == packed[1].keys()
+    for key in plain[1]:
+        assert torch.equal(plain[1][key], packed[1][key]), key
+    assert packed[2] < 0.8 * plain[2]
+
+
+def test_real_valued_tensors_are_kept_as_they_are():
+    x = torch.randn(64, 128, requires_grad=True)
+    kept = []
+    with saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t):
+        with compact_spikes():
+            (x.sigmoid() * 2).sum().backward()
+    assert all(t.dtype == torch.float32 for t in kept)
