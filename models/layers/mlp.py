@@ -2,6 +2,7 @@
 
 from torch import Tensor, nn
 
+from models.layers.norm_fire import norm_then_fire
 from models.layers.spiking import LIFFactory, per_step
 
 
@@ -23,8 +24,10 @@ class SpikingMLP(nn.Module):
         self.fc2_bn = nn.BatchNorm2d(dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        hidden = per_step(self.fc1_lif(x), self.fc1_conv, self.fc1_bn)
+        hidden = per_step(self.fc1_lif(x), self.fc1_conv)
         if self.hidden_shortcut:
-            hidden = hidden + x
-            x = hidden
-        return x + per_step(self.fc2_lif(hidden), self.fc2_conv, self.fc2_bn)
+            x = x + per_step(hidden, self.fc1_bn)
+            spikes = self.fc2_lif(x)
+        else:
+            spikes = norm_then_fire(hidden, self.fc1_bn, self.fc2_lif)
+        return x + per_step(spikes, self.fc2_conv, self.fc2_bn)

@@ -5,7 +5,14 @@ Backends: ``torch`` (CPU and GPU), ``triton`` (fused GPU kernels; on the CPU und
 """
 
 from .dynamics import SURROGATES, NeuronSpec
-from .functional import BACKENDS, if_multistep, lif_multistep, neuron_multistep, resolve_backend
+from .functional import (
+    BACKENDS,
+    if_multistep,
+    lif_multistep,
+    neuron_input_grad,
+    neuron_multistep,
+    resolve_backend,
+)
 from .modules import MultiStepIF, MultiStepLIF
 
 __all__ = [
@@ -16,6 +23,7 @@ __all__ = [
     "NeuronSpec",
     "if_multistep",
     "lif_multistep",
+    "neuron_input_grad",
     "neuron_multistep",
     "resolve_backend",
 ]

@@ -80,6 +80,26 @@ def neuron_multistep(
     return spikes, (v_final if return_state else None)
 
 
+def neuron_input_grad(
+    x: torch.Tensor, grad_spikes: torch.Tensor, spec: NeuronSpec, backend: str = "auto"
+) -> torch.Tensor:
+    """``dL/dx`` ``[T, ...]`` given ``dL/dS`` ``[T, ...]`` for the spikes of ``x`` ``[T, ...]``,
+    recomputing the membrane: the backward pass of :func:`neuron_multistep` for a caller
+    that keeps ``x`` itself (or what ``x`` is recomputed from). Backends ``torch`` and
+    ``triton``."""
+    backend = resolve_backend(backend, x)
+    _check_input(x, None, backend)
+    if backend == "torch":
+        return torch_backend.input_grad(x, grad_spikes, spec)
+    if backend == "triton":
+        from . import triton_backend
+
+        return triton_backend.input_grad(x, grad_spikes, spec)
+    raise ValueError(
+        f"neuron_input_grad has no {backend!r} backend; valid choices: 'torch', 'triton', 'auto'"
+    )
+
+
 def lif_multistep(
     x: torch.Tensor,
     tau: float = 2.0,

@@ -166,6 +166,15 @@ class MultiStepNeuronFunction(torch.autograd.Function):
         return grad_x, grad_v_init.reshape(v_init.shape).to(v_init.dtype), None
 
 
+def input_grad(x: torch.Tensor, grad_spikes: torch.Tensor, spec: NeuronSpec) -> torch.Tensor:
+    """``dL/dx`` ``[T, ...]`` from ``dL/dS`` for the spikes of ``x`` ``[T, ...]`` (from rest)."""
+    steps = x.shape[0]
+    grad_x, _ = backward_sequence(
+        x.reshape(steps, -1), None, grad_spikes.reshape(steps, -1), None, spec
+    )
+    return grad_x.reshape(x.shape)
+
+
 def multistep(
     x: torch.Tensor, v_init: torch.Tensor | None, spec: NeuronSpec
 ) -> tuple[torch.Tensor, torch.Tensor]:

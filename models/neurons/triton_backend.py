@@ -271,6 +271,16 @@ def _backward(ctx, grad_spikes, grad_v):
 neuron_forward.register_autograd(_backward, setup_context=_setup_context)
 
 
+def input_grad(x: torch.Tensor, grad_spikes: torch.Tensor, spec: NeuronSpec) -> torch.Tensor:
+    """``dL/dx`` ``[T, ...]`` from ``dL/dS`` for the spikes of ``x`` ``[T, ...]`` (from rest)."""
+    steps = x.shape[0]
+    grad_x, _ = neuron_backward(
+        x.reshape(steps, -1).contiguous(), None, grad_spikes.reshape(steps, -1).contiguous(),
+        None, *_coefficients(spec),
+    )
+    return grad_x.reshape(x.shape)
+
+
 def multistep(
     x: torch.Tensor, v_init: torch.Tensor | None, spec: NeuronSpec, store_state: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
