@@ -1,0 +1,221 @@
+"""The energy report: per-layer counts, their sums per stage and part, a table and JSON.
+
+Convention (45 nm, as in the paper and its peers): `E = 4.6 pJ x MACs + 0.9 pJ x SOPs`.
+All counts are per image. The ANN counterpart of a network is the same network with real
+values instead of spikes, run once: `E_ANN = 4.6 pJ x sum of every layer's FLOPs of one step`.
+"""
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+E_MAC_PJ = 4.6
+"""Energy of one multiply-accumulate (32-bit float, 45 nm), in picojoules."""
+E_AC_PJ = 0.9
+"""Energy of one accumulate (a synaptic operation), in picojoules."""
+
+STAGE_RULES: tuple[tuple[str, str, str], ...] = (
+    (r"patch_embed(\d+)\.", r"stage \1", "patch embedding"),
+    (r"stage(\d+)\.\d+\.(?:mixer|attn)\.", r"stage \1", "token mixer"),
+    (r"stage(\d+)\.\d+\.mlp\.", r"stage \1", "MLP"),
+    (r"layer(\d+)\.", r"stage \1", "blocks"),
+    (r"(?:conv1|bn1)\.", "stem", "stem"),
+    (r"(?:head|head_lif|fc1|spike)\.", "classifier", "classifier"),
+)
+"""Stage and part of a layer from its name: (regular expression matched at the start of
+`name + "."`, stage (may refer to groups), part). The first match wins; no match: "other"."""
+
+
+def stage_of(name: str) -> tuple[str, str]:
+    """`(stage, part)` of the layer called `name`, e.g. `"patch_embed2.lif1"` -> `("stage 2",
+    "patch embedding")`, by the first matching rule of `STAGE_RULES`."""
+    for pattern, stage, part in STAGE_RULES:
+        match = re.match(pattern, name + ".")
+        if match:
+            return match.expand(stage), part
+    return "other", "other"
+
+
+def energy_mj(macs: float, sops: float) -> float:
+    """Energy in millijoules of `macs` multiply-accumulates and `sops` accumulates."""
+    return (E_MAC_PJ * macs + E_AC_PJ * sops) * 1e-9
+
+
+@dataclass(frozen=True)
+class LayerEnergy:
+    """One counted operation of the network (a layer, or a spike-matrix product), per image.
+
+    `flops`: multiply-accumulates of one time step. `ops`: of all steps it ran (`T x flops`
+    for a layer that runs every step), `spike_ops` of them on spike input. `counted_as`: "MAC"
+    (real-valued input), "AC" (spike input) or "mixed" (both, over several batches).
+    `input_rate`: firing rate of the spike input (None when it never had one);
+    `sops = input_rate x spike_ops`. `macs`: the other ops, counted once instead of T times
+    when the real-valued input was the same at every step (a static image).
+    """
+
+    name: str
+    kind: str
+    counted_as: str
+    flops: float
+    ops: float
+    spike_ops: float
+    input_rate: float | None
+    sops: float
+    macs: float
+    stage: str
+    part: str
+    energy_mj: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "energy_mj", energy_mj(self.macs, self.sops))
+
+
+@dataclass(frozen=True)
+class NeuronRate:
+    """Firing rate of one neuron layer: `rate = spikes / size`, `size` = neurons x steps per
+    image."""
+
+    name: str
+    rate: float
+    size: float
+    stage: str
+    part: str
+
+
+@dataclass(frozen=True)
+class PartEnergy:
+    """Sums over the layers of one part of a stage (e.g. stage 2's token mixer), per image."""
+
+    stage: str
+    part: str
+    flops: float
+    macs: float
+    sops: float
+    input_rate: float | None
+    energy_mj: float
+
+
+def _sum_part(stage: str, part: str, layers: list[LayerEnergy]) -> PartEnergy:
+    spike_ops = sum(layer.spike_ops for layer in layers)
+    sops = sum(layer.sops for layer in layers)
+    return PartEnergy(
+        stage=stage,
+        part=part,
+        flops=sum(layer.flops for layer in layers),
+        macs=sum(layer.macs for layer in layers),
+        sops=sops,
+        input_rate=sops / spike_ops if spike_ops else None,
+        energy_mj=sum(layer.energy_mj for layer in layers),
+    )
+
+
+def _grouped(items: list[Any], key: Any) -> dict[Any, list[Any]]:
+    groups: dict[Any, list[Any]] = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
+    return groups
+
+
+@dataclass(frozen=True)
+class EnergyReport:
+    """Counts of a network over the images it saw, per image; layers in forward order."""
+
+    T: int
+    images: int
+    params: int
+    layers: list[LayerEnergy]
+    neurons: list[NeuronRate]
+
+    @property
+    def flops(self) -> float:
+        return sum(layer.flops for layer in self.layers)
+
+    @property
+    def macs(self) -> float:
+        return sum(layer.macs for layer in self.layers)
+
+    @property
+    def sops(self) -> float:
+        return sum(layer.sops for layer in self.layers)
+
+    @property
+    def energy_mj(self) -> float:
+        return sum(layer.energy_mj for layer in self.layers)
+
+    @property
+    def ann_energy_mj(self) -> float:
+        """The same network as an ANN, run once: 4.6 pJ x the FLOPs of one step."""
+        return energy_mj(self.flops, 0.0)
+
+    def parts(self) -> list[PartEnergy]:
+        """Sums per (stage, part), stages and parts in the order their first layer ran."""
+        groups = _grouped(self.layers, lambda layer: (layer.stage, layer.part))
+        by_stage = _grouped(list(groups), lambda key: key[0])
+        return [
+            _sum_part(stage, part, groups[(stage, part)])
+            for stage, keys in by_stage.items()
+            for _, part in keys
+        ]
+
+    def stage_firing_rates(self) -> dict[str, float]:
+        """Mean firing rate of all neurons of each stage (spikes / neuron-steps)."""
+        groups = _grouped(self.neurons, lambda neuron: neuron.stage)
+        return {
+            stage: sum(n.rate * n.size for n in group) / sum(n.size for n in group)
+            for stage, group in groups.items()
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-container form (for JSON): totals, `layers`, `stages` and `neurons`."""
+        stages = [
+            {
+                "stage": stage,
+                "energy_mj": sum(p.energy_mj for p in parts),
+                "parts": [asdict(p) for p in parts],
+            }
+            for stage, parts in _grouped(self.parts(), lambda p: p.stage).items()
+        ]
+        return {
+            "T": self.T,
+            "images": self.images,
+            "params": self.params,
+            "flops": self.flops,
+            "macs": self.macs,
+            "sops": self.sops,
+            "energy_mj": self.energy_mj,
+            "ann_energy_mj": self.ann_energy_mj,
+            "energy_pj": {"mac": E_MAC_PJ, "ac": E_AC_PJ},
+            "stage_firing_rates": self.stage_firing_rates(),
+            "layers": [asdict(layer) for layer in self.layers],
+            "stages": stages,
+            "neurons": [asdict(neuron) for neuron in self.neurons],
+        }
+
+    def table(self) -> str:
+        """Per-stage table in the paper's form: each stage's parts, then the total, in mJ."""
+        header = (
+            f"{'stage':<11} {'part':<16} {'FLOPs (M)':>10} {'MACs (M)':>10} {'SOPs (M)':>10} "
+            f"{'in. rate':>8} {'energy (mJ)':>12}"
+        )
+        lines = [header, "-" * len(header)]
+        previous = None
+        for p in self.parts():
+            rate = "-" if p.input_rate is None else f"{p.input_rate:.4f}"
+            stage = "" if p.stage == previous else p.stage
+            previous = p.stage
+            lines.append(
+                f"{stage:<11} {p.part:<16} {p.flops / 1e6:>10.2f} {p.macs / 1e6:>10.2f} "
+                f"{p.sops / 1e6:>10.2f} {rate:>8} {p.energy_mj:>12.4f}"
+            )
+        lines.append("-" * len(header))
+        lines.append(
+            f"{'total':<28} {self.flops / 1e6:>10.2f} {self.macs / 1e6:>10.2f} "
+            f"{self.sops / 1e6:>10.2f} {'':>8} {self.energy_mj:>12.4f}"
+        )
+        lines.append(
+            f"ANN counterpart (4.6 pJ x {self.flops / 1e6:.2f} M FLOPs, run once): "
+            f"{self.ann_energy_mj:.4f} mJ"
+        )
+        rates = ", ".join(f"{s} {r:.4f}" for s, r in self.stage_firing_rates().items())
+        lines.append(f"firing rates: {rates}")
+        return "\n".join(lines)

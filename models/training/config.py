@@ -1,0 +1,179 @@
+"""The training configuration: one dataclass, YAML recipes, and command-line overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from models.training.errors import UserError
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+DATASETS = ("digits", "cifar10", "cifar100", "imagenet", "cifar10dvs", "dvsgesture", "fake")
+AMP_MODES = ("auto", "off", "bf16", "fp16")
+
+
+@dataclass
+class TrainConfig:
+    """Every key of a training recipe (YAML file, ``--set key=value``)."""
+
+    # model
+    model: str = "maxformer_cifar"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    T: int | None = 2
+    # data
+    dataset: str = "digits"
+    data_dir: str | None = None
+    download: bool = False
+    num_classes: int | None = None
+    img_size: int = 32
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    train_samples: int | None = None
+    workers: int = 0
+    # augmentation (timm)
+    aa: str | None = None
+    scale: list[float] = field(default_factory=lambda: [0.08, 1.0])
+    ratio: list[float] = field(default_factory=lambda: [3 / 4, 4 / 3])
+    hflip: float = 0.5
+    color_jitter: float = 0.0
+    interpolation: str = "bicubic"
+    crop_pct: float | None = None
+    reprob: float = 0.0
+    remode: str = "const"
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    mixup_prob: float = 1.0
+    mixup_switch_prob: float = 0.5
+    mixup_mode: str = "batch"
+    mixup_off_epoch: int = 0
+    smoothing: float = 0.1
+    # optimisation (timm)
+    epochs: int = 30
+    batch_size: int = 64
+    opt: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 0.06
+    sched: str = "cosine"
+    min_lr: float = 1e-5
+    warmup_epochs: int = 0
+    warmup_lr: float = 1e-5
+    cooldown_epochs: int = 0
+    clip_grad: float | None = None
+    amp: str = "auto"
+    ema: bool = False
+    ema_decay: float = 0.9998
+    seed: int = 42
+    # monitoring
+    log_stage_stats: bool = False
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise UserError(
+                f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}"
+            )
+        if self.amp not in AMP_MODES:
+            raise UserError(f"unknown amp mode {self.amp!r}; choose one of {', '.join(AMP_MODES)}")
+        for name in ("epochs", "batch_size", "img_size"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.T is not None and self.T < 1:
+            raise UserError(f"T must be at least 1 (or null for a non-spiking model), got {self.T}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-container copy, as saved in ``config.yaml`` and in checkpoints."""
+        return dataclasses.asdict(self)
+
+
+def config_keys() -> list[str]:
+    """The valid keys, in definition order."""
+    return [f.name for f in dataclasses.fields(TrainConfig)]
+
+
+def recipe_names() -> list[str]:
+    """Names of the recipes shipped in ``models/training/configs``."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def _recipe_path(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return path
+    shipped = CONFIG_DIR / f"{name_or_path}.yaml"
+    if shipped.is_file():
+        return shipped
+    raise UserError(
+        f"no config {name_or_path!r}: not a YAML file and not a shipped recipe "
+        f"({', '.join(recipe_names())})"
+    )
+
+
+def _check_keys(values: dict[str, Any], origin: str) -> None:
+    unknown = sorted(set(values) - set(config_keys()))
+    if unknown:
+        raise UserError(
+            f"unknown config key(s) {', '.join(unknown)} in {origin}; "
+            f"valid keys: {', '.join(config_keys())}"
+        )
+
+
+def read_recipe(name_or_path: str) -> dict[str, Any]:
+    """Read a recipe (shipped name or YAML path) into a dict of validated keys."""
+    path = _recipe_path(name_or_path)
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise UserError(f"config {path} is not valid YAML: {err}") from err
+    if not isinstance(values, dict):
+        raise UserError(f"config {path} must be a mapping of keys to values")
+    _check_keys(values, str(path))
+    return values
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Check ``value`` against the type annotation of key ``name`` (YAML-parsed overrides)."""
+    hint = typing.get_type_hints(TrainConfig)[name]
+    is_union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    allowed = typing.get_args(hint) if is_union else (hint,)
+    if value is None:
+        if type(None) in allowed:
+            return None
+        raise UserError(f"config key {name} may not be null")
+    for kind in allowed:
+        base = typing.get_origin(kind) or kind
+        if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if base is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if base in (str, bool, list, dict) and isinstance(value, base):
+            return value
+    raise UserError(f"config key {name} expects {hint}, got {value!r}")
+
+
+def parse_assignments(items: list[str]) -> dict[str, Any]:
+    """Parse ``key=value`` strings; values are read as YAML (``lr=1e-3``, ``aa=null``)."""
+    values = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--set expects key=value, got {item!r}")
+        values[key.strip()] = yaml.safe_load(text) if text.strip() else None
+    _check_keys(values, "--set")
+    return values
+
+
+def build_config(base: dict[str, Any], overrides: dict[str, Any]) -> TrainConfig:
+    """Merge ``overrides`` into ``base`` (both dicts of valid keys) and type-check the result."""
+    merged = {**base, **overrides}
+    _check_keys(merged, "the configuration")
+    return TrainConfig(**{k: _coerce(k, v) for k, v in merged.items()})
+
+
+def save_config(cfg: TrainConfig, path: Path) -> None:
+    """Write the resolved configuration as YAML."""
+    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -1,0 +1,375 @@
+"""Datasets in their real on-disk formats, timm transforms, and (distributed) data loaders.
+
+Images come out as ``[B, C, H, W]`` float tensors, event frames as ``[B, T, 2, H, W]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import pickle
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from timm.data import create_transform
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torchvision.datasets import CIFAR10, CIFAR100, DatasetFolder, FakeData, ImageFolder
+
+from models.training.config import TrainConfig
+from models.training.distributed import DistContext
+from models.training.errors import UserError
+
+DIGITS_SPLIT_SEED = 0  # the fixed stratified 80/20 split of the digits
+CIFAR10DVS_TRAIN_SHARE = 0.9  # the paper's per-class 9:1 split
+FAKE_TRAIN_SIZE, FAKE_VAL_SIZE = 512, 128
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a model needs to know about a dataset."""
+
+    num_classes: int
+    in_chans: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    frames: bool  # True: samples are [T, C, H, W] event frames; False: images
+
+
+INFO = {
+    "digits": DatasetInfo(10, 1, (0.5,), (0.5,), False),
+    "cifar10": DatasetInfo(10, 3, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), False),
+    "cifar100": DatasetInfo(100, 3, (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761), False),
+    "imagenet": DatasetInfo(1000, 3, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), False),
+    "cifar10dvs": DatasetInfo(10, 2, (0.0, 0.0), (1.0, 1.0), True),
+    "dvsgesture": DatasetInfo(11, 2, (0.0, 0.0), (1.0, 1.0), True),
+    "fake": DatasetInfo(10, 3, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), False),
+}
+
+
+class DigitsDataset(Dataset):
+    """scikit-learn's handwritten digits (1797 8x8 grey images, values 0..16, 10 classes).
+
+    A fixed stratified 80/20 split (seed ``DIGITS_SPLIT_SEED``): 1437 train, 360 test images.
+    Items are ``(PIL 'L' image, label)`` before ``transform``.
+    """
+
+    def __init__(self, train: bool, transform=None) -> None:
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+
+        digits = load_digits()
+        index = np.arange(len(digits.target))
+        train_idx, test_idx = train_test_split(
+            index, test_size=0.2, stratify=digits.target, random_state=DIGITS_SPLIT_SEED
+        )
+        keep = train_idx if train else test_idx
+        self.images = np.round(digits.images[keep] * (255.0 / 16.0)).astype(np.uint8)
+        self.targets = digits.target[keep].tolist()
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int):
+        image = Image.fromarray(self.images[i], mode="L")
+        return (self.transform(image) if self.transform else image), self.targets[i]
+
+
+class _CIFAR10(CIFAR10):
+    """torchvision's CIFAR-10 reader; files are checked for presence, not MD5 (see ``_cifar``)."""
+
+    train_list = [[name, None] for name, _ in CIFAR10.train_list]
+    test_list = [[name, None] for name, _ in CIFAR10.test_list]
+    meta = {**CIFAR10.meta, "md5": None}
+
+
+class _CIFAR100(CIFAR100):
+    """torchvision's CIFAR-100 reader; files are checked for presence, not MD5."""
+
+    train_list = [[name, None] for name, _ in CIFAR100.train_list]
+    test_list = [[name, None] for name, _ in CIFAR100.test_list]
+    meta = {**CIFAR100.meta, "md5": None}
+
+
+class FrameClips(Dataset):
+    """Event-frame clips ``[T, C, H, W]`` (float32) from ``base`` at ``indices``, transformed."""
+
+    def __init__(self, base: Dataset, indices, transform=None) -> None:
+        self.base, self.indices, self.transform = base, list(indices), transform
+        targets = getattr(base, "targets", None)
+        self.targets = [targets[i] for i in self.indices] if targets is not None else None
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        frames, label = self.base[self.indices[i]]
+        frames = torch.as_tensor(np.asarray(frames, dtype=np.float32))
+        return (self.transform(frames) if self.transform else frames), label
+
+
+class FrameTransform:
+    """Resize event frames ``[T, C, H, W]`` to ``size`` and, when training, flip the clip."""
+
+    def __init__(self, size: int, hflip: float) -> None:
+        self.size, self.hflip = size, hflip
+
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        if frames.shape[-2:] != (self.size, self.size):
+            frames = F.interpolate(frames, size=(self.size, self.size), mode="area")
+        if self.hflip > 0 and random.random() < self.hflip:
+            frames = frames.flip(-1)
+        return frames
+
+
+def image_transform(cfg: TrainConfig, info: DatasetInfo, train: bool):
+    """timm's train/eval transform for ``cfg`` (RandAugment ``cfg.aa``, random erasing, ...)."""
+    return create_transform(
+        input_size=(info.in_chans, cfg.img_size, cfg.img_size),
+        is_training=train,
+        scale=tuple(cfg.scale),
+        ratio=tuple(cfg.ratio),
+        hflip=cfg.hflip,
+        color_jitter=cfg.color_jitter,
+        auto_augment=cfg.aa,
+        interpolation=cfg.interpolation,
+        mean=info.mean,
+        std=info.std,
+        re_prob=cfg.reprob,
+        re_mode=cfg.remode,
+        crop_pct=cfg.crop_pct,
+    )
+
+
+def _data_dir(cfg: TrainConfig) -> Path:
+    if cfg.data_dir is None:
+        raise UserError(f"dataset {cfg.dataset} needs --data-dir (the folder that holds it)")
+    return Path(cfg.data_dir).expanduser()
+
+
+def _cifar(cfg: TrainConfig, train_tf, eval_tf):
+    """CIFAR-10/100 from torchvision's pickled batches (``cifar-10-batches-py/``, ...).
+
+    The MD5 check of torchvision is replaced by a presence check with a clear message: it
+    reads the whole archive at every start, and a damaged pickle fails to load anyway.
+    """
+    root = _data_dir(cfg)
+    cls = _CIFAR10 if cfg.dataset == "cifar10" else _CIFAR100
+    folder = root / cls.base_folder
+    names = [n for n, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
+    if cfg.download:
+        try:
+            cls(str(root), train=True, download=True)
+        except OSError as err:
+            raise UserError(f"downloading {cfg.dataset} to {root} failed: {err}") from err
+    missing = [n for n in names if not (folder / n).is_file()]
+    if missing:
+        label = "CIFAR-10" if cfg.dataset == "cifar10" else "CIFAR-100"
+        raise UserError(
+            f"no {label} batches at {folder}: expected {', '.join(names)}; "
+            f"missing {', '.join(missing) if len(missing) < len(names) else 'all'} (use --download)"
+        )
+    try:
+        return cls(str(root), True, train_tf), cls(str(root), False, eval_tf)
+    except (pickle.UnpicklingError, KeyError, ValueError, EOFError) as err:
+        raise UserError(
+            f"malformed CIFAR batch in {folder}: {err!r}; expected pickles of a dict with "
+            f"'data' (N x 3072 uint8) and labels, as in the python version of CIFAR"
+        ) from err
+
+
+def _imagenet(cfg: TrainConfig, train_tf, eval_tf):
+    """An image folder: ``train/<class>/*.JPEG`` and ``val/<class>/*.JPEG``."""
+    root = _data_dir(cfg)
+    sets = []
+    for split, tf in (("train", train_tf), ("val", eval_tf)):
+        folder = root / split
+        try:
+            sets.append(ImageFolder(str(folder), transform=tf))
+        except (FileNotFoundError, OSError) as err:
+            raise UserError(
+                f"no image folder at {folder}: expected {folder}/<class>/<image> "
+                f"({', '.join(IMAGE_EXTENSIONS)}): {err}"
+            ) from err
+    if sets[0].classes != sets[1].classes:
+        raise UserError(f"class folders of {root}/train and {root}/val differ")
+    return sets[0], sets[1]
+
+
+def _frames_root(cfg: TrainConfig, root: Path) -> Path:
+    return root / f"frames_number_{cfg.T}_split_by_number"
+
+
+def _event_folder(cfg: TrainConfig, train: bool | None):
+    """One split of an event dataset as spikingjelly integrates it (T frames, split by number).
+
+    With spikingjelly's raw events (``root/events_np``) or ``download``, spikingjelly's own
+    class reads (and, the first time, integrates) the frames. With only the integrated frames
+    (``root/frames_number_T_split_by_number/...``), they are read with spikingjelly's loader
+    from that same layout.
+    """
+    from spikingjelly.datasets.cifar10_dvs import CIFAR10DVS
+    from spikingjelly.datasets.dvs128_gesture import DVS128Gesture
+    from spikingjelly.datasets.utils import load_npz_frames
+
+    if cfg.T is None:
+        raise UserError(f"dataset {cfg.dataset} needs T (the number of frames per clip)")
+    root = _data_dir(cfg)
+    frames = _frames_root(cfg, root)
+    split = frames if train is None else frames / ("train" if train else "test")
+    if (root / "events_np").is_dir() or cfg.download:
+        kwargs = dict(data_type="frame", frames_number=cfg.T, split_by="number")
+        try:
+            if cfg.dataset == "cifar10dvs":
+                return CIFAR10DVS(str(root), **kwargs)
+            return DVS128Gesture(str(root), train=train, **kwargs)
+        except (NotImplementedError, RuntimeError, OSError) as err:
+            message = f"spikingjelly could not prepare {cfg.dataset} at {root}: {err}"
+            raise UserError(message) from err
+    layout = "<class>/*.npz" if train is None else "{train,test}/<class>/*.npz"
+    if not split.is_dir():
+        raise UserError(
+            f"no {cfg.dataset} data at {root}: expected spikingjelly's events "
+            f"({root}/events_np) or integrated frames ({frames}/{layout}, key 'frames', "
+            f"shape [T={cfg.T}, 2, H, W]) (use --download for CIFAR10-DVS)"
+        )
+    try:
+        return DatasetFolder(str(split), loader=load_npz_frames, extensions=(".npz",))
+    except (FileNotFoundError, OSError) as err:
+        raise UserError(f"no frame files in {split}: expected {layout}: {err}") from err
+
+
+def _events(cfg: TrainConfig, train_tf, eval_tf):
+    if cfg.dataset == "cifar10dvs":
+        full = _event_folder(cfg, None)
+        by_class: dict[int, list[int]] = {}
+        for i, label in enumerate(full.targets):
+            by_class.setdefault(label, []).append(i)
+        train_idx, test_idx = [], []
+        for label in sorted(by_class):
+            idx = by_class[label]
+            cut = math.ceil(len(idx) * CIFAR10DVS_TRAIN_SHARE)
+            train_idx += idx[:cut]
+            test_idx += idx[cut:]
+        return FrameClips(full, train_idx, train_tf), FrameClips(full, test_idx, eval_tf)
+    train, test = _event_folder(cfg, True), _event_folder(cfg, False)
+    return (
+        FrameClips(train, range(len(train)), train_tf),
+        FrameClips(test, range(len(test)), eval_tf),
+    )
+
+
+def build_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset, DatasetInfo]:
+    """Train and held-out sets of ``cfg.dataset``, with their transforms, and their info.
+
+    ``cfg.mean``/``cfg.std`` override the dataset's normalisation; ``cfg.num_classes`` sets
+    the classes of ``fake`` and must otherwise match the dataset (or be null).
+    """
+    known = INFO[cfg.dataset]
+    fake_classes = cfg.num_classes or known.num_classes
+    info = DatasetInfo(
+        num_classes=fake_classes if cfg.dataset == "fake" else known.num_classes,
+        in_chans=known.in_chans,
+        mean=tuple(cfg.mean) if cfg.mean else known.mean,
+        std=tuple(cfg.std) if cfg.std else known.std,
+        frames=known.frames,
+    )
+    if info.frames:
+        train_tf = FrameTransform(cfg.img_size, cfg.hflip)
+        eval_tf = FrameTransform(cfg.img_size, 0.0)
+    else:
+        train_tf, eval_tf = image_transform(cfg, info, True), image_transform(cfg, info, False)
+    if cfg.dataset == "digits":
+        train_set, val_set = DigitsDataset(True, train_tf), DigitsDataset(False, eval_tf)
+    elif cfg.dataset in ("cifar10", "cifar100"):
+        train_set, val_set = _cifar(cfg, train_tf, eval_tf)
+    elif cfg.dataset == "imagenet":
+        train_set, val_set = _imagenet(cfg, train_tf, eval_tf)
+        info = dataclasses.replace(info, num_classes=len(train_set.classes))
+    elif cfg.dataset == "fake":
+        shape = (info.in_chans, cfg.img_size, cfg.img_size)
+        train_set = FakeData(FAKE_TRAIN_SIZE, shape, fake_classes, train_tf, random_offset=0)
+        val_set = FakeData(FAKE_VAL_SIZE, shape, fake_classes, eval_tf,
+                           random_offset=FAKE_TRAIN_SIZE)
+    else:
+        train_set, val_set = _events(cfg, train_tf, eval_tf)
+    if cfg.num_classes is not None and cfg.num_classes != info.num_classes:
+        raise UserError(
+            f"num_classes {cfg.num_classes} does not match dataset {cfg.dataset} "
+            f"({info.num_classes} classes); use num_classes=null"
+        )
+    if cfg.train_samples is not None:
+        order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(0))
+        train_set = Subset(train_set, order[: cfg.train_samples].tolist())
+    return train_set, val_set, info
+
+
+class EpochSampler(DistributedSampler):
+    """``DistributedSampler`` that can begin an epoch after its first ``start`` samples.
+
+    Used to resume an interrupted epoch without loading the batches already trained.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.start = 0
+
+    def __iter__(self):
+        return itertools.islice(super().__iter__(), self.start, None)
+
+    def __len__(self) -> int:
+        return super().__len__() - self.start
+
+
+def _seed_worker(worker_id: int) -> None:
+    """Give numpy in each loader worker its own seed, derived from torch's worker seed."""
+    np.random.seed(torch.initial_seed() % 2**32)
+
+
+def train_loader(dataset: Dataset, cfg: TrainConfig, ctx: DistContext) -> DataLoader:
+    """Shuffled loader over this rank's shard; set ``loader.sampler.set_epoch(e)`` per epoch.
+
+    The order depends only on ``cfg.seed`` and the epoch, so a resumed run sees the same
+    batches. ``batch_size`` is per process; the last incomplete batch is dropped.
+    """
+    sampler = EpochSampler(
+        dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=cfg.seed
+    )
+    if len(sampler) < cfg.batch_size:
+        raise UserError(
+            f"the training set has {len(sampler)} samples per process, fewer than "
+            f"batch_size {cfg.batch_size}"
+        )
+    return DataLoader(
+        dataset,
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        num_workers=cfg.workers,
+        worker_init_fn=_seed_worker,
+        pin_memory=ctx.device.type == "cuda",
+        drop_last=True,
+        persistent_workers=cfg.workers > 0,
+    )
+
+
+def eval_loader(dataset: Dataset, batch_size: int, workers: int, ctx: DistContext) -> DataLoader:
+    """Loader over this rank's share of ``dataset``: every sample exactly once over all ranks.
+
+    Rank ``r`` takes samples ``r, r + world_size, ...`` (no padding, unlike
+    ``DistributedSampler``), so summed counts are exact even when shards are uneven.
+    """
+    shard = Subset(dataset, range(ctx.rank, len(dataset), ctx.world_size))
+    return DataLoader(
+        shard,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=ctx.device.type == "cuda",
+    )

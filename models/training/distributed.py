@@ -1,0 +1,85 @@
+"""torchrun / DistributedDataParallel helpers: process-group setup and metric reduction."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process sits: ``rank`` of ``world_size``, on ``device``."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 alone writes files and shows progress bars."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def setup(device: str = "auto") -> DistContext:
+    """Join the process group when launched by torchrun (``RANK``/``WORLD_SIZE``/``LOCAL_RANK``).
+
+    Uses nccl with one GPU per local rank on CUDA, gloo on the CPU. Without torchrun's
+    variables this is a single process.
+    """
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "cuda":
+        torch.cuda.set_device(local_rank)
+        dev = torch.device("cuda", local_rank)
+    else:
+        dev = torch.device(device)
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+    return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=dev)
+
+
+def cleanup() -> None:
+    """Leave the process group, if one was joined."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _collective_device() -> torch.device:
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
+    """Sum a CPU tensor of counts/sums over all ranks, in place (a no-op in one process)."""
+    if dist.is_initialized():
+        reduced = values.to(_collective_device())
+        dist.all_reduce(reduced, op=dist.ReduceOp.SUM)
+        values.copy_(reduced.cpu())
+    return values
+
+
+def all_ranks(flags: list[bool]) -> list[bool]:
+    """For each flag, whether it holds on every rank (one collective for all flags)."""
+    if not dist.is_initialized():
+        return flags
+    values = torch.tensor([1.0 if f else 0.0 for f in flags], device=_collective_device())
+    dist.all_reduce(values, op=dist.ReduceOp.MIN)
+    return [v > 0 for v in values.tolist()]
+
+
+def barrier() -> None:
+    """Wait for all ranks (a no-op in one process)."""
+    if dist.is_initialized():
+        dist.barrier()

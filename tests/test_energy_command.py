@@ -1,0 +1,75 @@
+"""The `maxformer energy` command: table, JSON, real data, and clear errors for bad arguments."""
+
+import argparse
+import json
+
+import pytest
+import torch
+
+from models import cli
+from models.energy import command
+
+FIRST_CONV_FLOPS = 32 * 32 * 48 * 3 * 9  # maxformer_cifar: stage 1 is 96 wide, its stem 48
+
+
+def energy_main(argv: list[str]) -> int:
+    """`maxformer energy ARGV` through the `maxformer` entry point."""
+    return cli.main(["energy", *argv])
+
+
+def run_energy(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    return command.run(parser.parse_args(argv))
+
+
+def test_command_prints_the_stage_table_and_writes_json(tmp_path, capsys):
+    out = tmp_path / "energy.json"
+    assert run_energy(["--model", "maxformer_cifar", "--T", "2", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "random weights" in printed
+    for row in ("stage 1", "patch embedding", "token mixer", "MLP", "classifier", "total"):
+        assert row in printed
+    report = json.loads(out.read_text())
+    for key in ("model", "T", "params", "macs", "sops", "energy_mj", "ann_energy_mj"):
+        assert key in report
+    assert report["model"] == "maxformer_cifar" and report["T"] == 2
+    first = report["layers"][0]
+    assert first["name"] == "patch_embed1.proj_conv" and first["macs"] == FIRST_CONV_FLOPS
+    assert {"name", "kind", "flops", "input_rate", "sops", "macs", "energy_mj", "stage",
+            "part"} <= set(first)
+    total = report["energy_mj"]
+    assert sum(layer["energy_mj"] for layer in report["layers"]) == pytest.approx(total)
+    assert sum(stage["energy_mj"] for stage in report["stages"]) == pytest.approx(total)
+    assert [s["stage"] for s in report["stages"]] == ["stage 1", "stage 2", "stage 3",
+                                                      "classifier"]
+
+
+def test_command_measures_real_digits(capsys):
+    argv = ["--model", "maxformer_cifar", "--T", "1", "--dataset", "digits", "--batch-size",
+            "3", "--batches", "2"]
+    assert run_energy(argv) == 0
+    printed = capsys.readouterr().out
+    assert "digits held-out images (images: 6)" in printed
+
+
+def test_unknown_model_lists_close_matches(capsys):
+    assert energy_main(["--model", "maxformer_cifr"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'maxformer_cifr'" in err and "maxformer_cifar" in err
+    assert "Traceback" not in err
+
+
+def test_checkpoint_that_does_not_fit_gives_the_load_error(capsys, tmp_path):
+    path = tmp_path / "other.pt"
+    torch.save({"head.weight": torch.zeros(3, 7)}, path)
+    argv = ["--model", "maxformer_cifar", "--T", "1", "--checkpoint", str(path)]
+    assert energy_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "does not fit" in err and "head.weight" in err and str(path) in err
+    assert "Traceback" not in err
+
+
+def test_event_model_without_T_asks_for_it(capsys):
+    assert energy_main(["--model", "maxformer_event", "--input-size", "32"]) == 2
+    assert "--T" in capsys.readouterr().err
