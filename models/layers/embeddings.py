@@ -8,7 +8,6 @@ potential. Attribute names are those of the published checkpoints.
 
 from torch import Tensor, nn
 
-from models.layers.norm_fire import norm_then_fire
 from models.layers.spiking import LIFFactory, per_step
 
 
@@ -62,7 +61,7 @@ class EmbedOrig(nn.Module):
         self.embed2 = ConvBN(dim // 2, dim, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        spikes = norm_then_fire(per_step(x, self.proj_conv), self.proj_bn, self.lif)
+        spikes = self.lif(per_step(x, self.proj_conv), norm=self.proj_bn)
         return self.embed1(spikes) + self.embed2(spikes)
 
 
@@ -162,7 +161,7 @@ class EmbedMaxPlus(nn.Module):
         self.embed1 = ConvBN(dim // 4, dim, 1, stride=4)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.max_embed1(norm_then_fire(per_step(x, self.proj_conv), self.proj_bn, self.lif1))
+        x = self.max_embed1(self.lif1(per_step(x, self.proj_conv), norm=self.proj_bn))
         spikes = self.lif2(x)
         return self.max_embed3(self.lif3(self.max_embed2(spikes))) + self.embed1(spikes)
 

@@ -9,7 +9,6 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from models.layers.norm_fire import norm_then_fire
 from models.layers.spiking import ATTENTION_THRESHOLD, LIFFactory, per_step
 
 
@@ -96,7 +95,7 @@ class _SpikeAttention(nn.Module):
     def _project(self, tokens: Tensor, name: str) -> Tensor:
         """Spikes of projection `name`: `[T, B, C, N] -> [T, B, C, N]`."""
         conv, bn, lif = (getattr(self, f"{name}_{part}") for part in ("conv", "bn", "lif"))
-        return norm_then_fire(per_step(tokens, conv), bn, lif)
+        return lif(per_step(tokens, conv), norm=bn)
 
 
 class SpikingSelfAttention(_SpikeAttention):

@@ -2,7 +2,6 @@
 
 from torch import Tensor, nn
 
-from models.layers.norm_fire import norm_then_fire
 from models.layers.spiking import LIFFactory, per_step
 
 
@@ -29,5 +28,5 @@ class SpikingMLP(nn.Module):
             x = x + per_step(hidden, self.fc1_bn)
             spikes = self.fc2_lif(x)
         else:
-            spikes = norm_then_fire(hidden, self.fc1_bn, self.fc2_lif)
+            spikes = self.fc2_lif(hidden, norm=self.fc1_bn)
         return x + per_step(spikes, self.fc2_conv, self.fc2_bn)

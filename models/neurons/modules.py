@@ -7,6 +7,7 @@ from torch import nn
 
 from .dynamics import NeuronSpec
 from .functional import BACKENDS, neuron_multistep
+from .norm_fire import norm_then_fire
 
 
 class _MultiStepNeuron(nn.Module):
@@ -19,7 +20,11 @@ class _MultiStepNeuron(nn.Module):
         self.spec = spec
         self.backend = backend
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, norm: nn.Module | None = None) -> torch.Tensor:
+        """Spikes of ``x`` ``[T, ...]``; with ``norm`` (a BatchNorm applied per time step), of
+        ``norm(x)``, whose output is then recomputed in backward instead of kept."""
+        if norm is not None:
+            return norm_then_fire(x, norm, self.spec, self.backend)
         return neuron_multistep(x, self.spec, self.backend)[0]
 
     def extra_repr(self) -> str:

@@ -6,7 +6,6 @@ import torch
 from torch import nn
 from torch.autograd.graph import saved_tensors_hooks
 
-from models.layers.norm_fire import norm_then_fire
 from models.layers.spiking import per_step
 from models.neurons import MultiStepLIF
 
@@ -23,7 +22,7 @@ def run(z, norm, neuron, fused: bool):
         return t
 
     with saved_tensors_hooks(count, lambda t: t):
-        spikes = norm_then_fire(z, norm, neuron) if fused else neuron(per_step(z, norm))
+        spikes = neuron(z, norm=norm) if fused else neuron(per_step(z, norm))
     grad = torch.linspace(-1, 1, spikes.numel(), dtype=z.dtype).reshape(spikes.shape)
     (spikes * grad).sum().backward()
     grads = [z.grad] + [p.grad.clone() for p in norm.parameters()]
@@ -62,7 +61,16 @@ def test_fused_equals_unfused_bit_for_bit(norm, shape, training):
     assert fused[3] < plain[3]
 
 
+def test_hooks_of_the_neuron_see_its_input_and_spikes():
+    norm, neuron = nn.BatchNorm2d(4), MultiStepLIF(backend="torch")
+    seen = []
+    neuron.register_forward_hook(lambda mod, args, out: seen.append((args[0], out)))
+    z = torch.randn(2, 3, 4, 5, 5)
+    spikes = neuron(z, norm=norm)
+    assert len(seen) == 1 and seen[0][0] is z and seen[0][1] is spikes
+
+
 def test_spikingjelly_neurons_run_unfused():
     norm, neuron = nn.BatchNorm2d(4), MultiStepLIF(backend="spikingjelly")
     z = torch.randn(2, 3, 4, 5, 5)
-    assert torch.equal(norm_then_fire(z, norm, neuron), neuron(per_step(z, norm)))
+    assert torch.equal(neuron(z, norm=norm), neuron(per_step(z, norm)))

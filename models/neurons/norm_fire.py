@@ -1,17 +1,18 @@
-"""BatchNorm followed by a spiking neuron, keeping only the BatchNorm input for backward.
+"""A neuron that reads a BatchNorm output, keeping only the BatchNorm input for backward.
 
 In `neuron(BN(z))` autograd keeps `z` for BatchNorm's backward and `BN(z)` for the neuron's:
 two real-valued tensors of the same size. `norm_then_fire` keeps `z` alone and recomputes
 `BN(z)` in backward from `z` and the batch statistics, with the same kernels, so spikes,
-loss and gradients are those of the two layers run one after the other.
+loss, gradients and running statistics are those of the two layers run one after the other.
 """
+
+from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
 
-from models.layers.spiking import per_step
-from models.neurons import neuron_input_grad, neuron_multistep, resolve_backend
-from models.neurons.modules import _MultiStepNeuron
+from .dynamics import NeuronSpec
+from .functional import neuron_input_grad, neuron_multistep, resolve_backend
 
 _batch_norm = torch.ops.aten.native_batch_norm
 _batch_norm_backward = torch.ops.aten.native_batch_norm_backward
@@ -30,7 +31,7 @@ def _running_stats(norm: nn.modules.batchnorm._BatchNorm) -> tuple[bool, float]:
 
 class _NormThenFire(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, z: Tensor, weight, bias, norm, neuron: _MultiStepNeuron) -> Tensor:
+    def forward(ctx, z: Tensor, weight, bias, norm, spec: NeuronSpec, backend: str) -> Tensor:
         use_batch_stats, factor = _running_stats(norm)
         keep_running = not norm.training or norm.track_running_stats
         running_mean = norm.running_mean if keep_running else None
@@ -39,12 +40,12 @@ class _NormThenFire(torch.autograd.Function):
             z.flatten(0, 1), weight, bias, running_mean, running_var, use_batch_stats, factor,
             norm.eps,
         )
-        spikes, _ = neuron_multistep(y.reshape(z.shape), neuron.spec, neuron.backend)
+        spikes, _ = neuron_multistep(y.reshape(z.shape), spec, backend)
         ctx.save_for_backward(z, weight, bias, mean, invstd)
         ctx.use_batch_stats = use_batch_stats
         ctx.running = (None, None) if use_batch_stats else (running_mean, running_var)
         ctx.eps = norm.eps
-        ctx.neuron = neuron
+        ctx.spec, ctx.backend = spec, backend
         return spikes
 
     @staticmethod
@@ -52,27 +53,24 @@ class _NormThenFire(torch.autograd.Function):
         z, weight, bias, mean, invstd = ctx.saved_tensors
         flat = z.flatten(0, 1)
         y, _, _ = _batch_norm(flat, weight, bias, *ctx.running, ctx.use_batch_stats, 0.0, ctx.eps)
-        grad_y = neuron_input_grad(
-            y.reshape(z.shape), grad_spikes, ctx.neuron.spec, ctx.neuron.backend
-        )
+        grad_y = neuron_input_grad(y.reshape(z.shape), grad_spikes, ctx.spec, ctx.backend)
         grad_z, grad_weight, grad_bias = _batch_norm_backward(
             grad_y.flatten(0, 1), flat, weight, *ctx.running, mean, invstd, ctx.use_batch_stats,
             ctx.eps, list(ctx.needs_input_grad[:3]),
         )
-        return grad_z.reshape(z.shape), grad_weight, grad_bias, None, None
+        return grad_z.reshape(z.shape), grad_weight, grad_bias, None, None, None
 
 
-def norm_then_fire(z: Tensor, norm: nn.Module, neuron: nn.Module) -> Tensor:
-    """Spikes of `neuron(norm(z))` for `z` `[T, B, C, ...]`, norm applied per time step.
+def norm_then_fire(z: Tensor, norm: nn.Module, spec: NeuronSpec, backend: str) -> Tensor:
+    """Spikes ``[T, B, C, ...]`` of the neuron ``spec`` on ``norm(z)``, ``z`` ``[T, B, C, ...]``,
+    ``norm`` applied per time step.
 
-    Keeps only `z` for backward when `norm` is a BatchNorm and `neuron` one of our neurons on
-    the `torch` or `triton` backend; otherwise runs the two layers as they are.
+    Keeps only ``z`` for backward when ``norm`` is a BatchNorm and the backend ``torch`` or
+    ``triton``; otherwise runs ``norm`` as a module and the neuron on its output.
     """
-    fusable = (
-        isinstance(norm, nn.modules.batchnorm._BatchNorm)
-        and isinstance(neuron, _MultiStepNeuron)
-        and resolve_backend(neuron.backend, z) in ("torch", "triton")
-    )
+    fusable = isinstance(norm, nn.modules.batchnorm._BatchNorm) and resolve_backend(
+        backend, z
+    ) in ("torch", "triton")
     if not fusable:
-        return neuron(per_step(z, norm))
-    return _NormThenFire.apply(z, norm.weight, norm.bias, norm, neuron)
+        return neuron_multistep(norm(z.flatten(0, 1)).reshape(z.shape), spec, backend)[0]
+    return _NormThenFire.apply(z, norm.weight, norm.bias, norm, spec, backend)
