@@ -29,26 +29,41 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 MODES = ("fwd", "fwd+bwd")
 
 
-def median_seconds(fn: Callable[[], object], device: torch.device, reps: int) -> float:
-    """Median wall time of ``fn`` after a warm-up (``triton.testing.do_bench`` on CUDA)."""
+def median_seconds(
+    fns: dict[str, Callable[[], object]], device: torch.device, reps: int
+) -> dict[str, tuple[float, float | None]]:
+    """Median wall time and peak memory (MiB, CUDA only) of each closure.
+
+    CUDA: ``triton.testing.do_bench``, one closure after the other. CPU: after one warm-up
+    call each, the closures take turns ``reps`` times, so that a slower or busier moment of
+    the machine falls on all of them alike.
+    """
     if device.type == "cuda":
         import triton.testing
 
-        return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median") / 1e3
-    fn()
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
+        results = {}
+        for name, fn in fns.items():
+            torch.cuda.reset_peak_memory_stats()
+            ms = triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
+            results[name] = (ms / 1e3, torch.cuda.max_memory_allocated() / 2**20)
+        return results
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    for _ in range(reps):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: (statistics.median(t), None) for name, t in times.items()}
 
 
 def copy_bandwidth(device: torch.device, nbytes: int, reps: int) -> float:
     """Bytes per second of ``dst.copy_(src)``, counting bytes read and written."""
     src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).normal_()
     dst = torch.empty_like(src)
-    return 2 * nbytes / median_seconds(lambda: dst.copy_(src), device, reps)
+    seconds, _ = median_seconds({"copy": lambda: dst.copy_(src)}, device, reps)["copy"]
+    return 2 * nbytes / seconds
 
 
 def moved_bytes(steps: int, neurons: int, dtype: torch.dtype, mode: str) -> int:
@@ -128,17 +143,14 @@ def benchmark(args: argparse.Namespace) -> dict:
             x = torch.randn(steps, neurons, device=device).mul_(1.5).add_(0.5).to(dtype)
             grad = torch.randn_like(x)
             for mode in args.modes:
-                for backend in backends:
-                    if device.type == "cuda":
-                        torch.cuda.reset_peak_memory_stats()
-                    seconds = median_seconds(neuron_step(backend, x, grad, mode), device, args.reps)
+                steps_by_backend = {b: neuron_step(b, x, grad, mode) for b in backends}
+                timed = median_seconds(steps_by_backend, device, args.reps)
+                for backend, (seconds, peak) in timed.items():
                     achieved = moved_bytes(steps, neurons, dtype, mode) / seconds
                     rows.append(dict(
                         shape=label, T=steps, N=neurons, dtype=dtype_name, mode=mode,
                         backend=backend, ms=seconds * 1e3, gb_per_s=achieved / 1e9,
-                        share_of_copy=achieved / bandwidth,
-                        peak_mib=(torch.cuda.max_memory_allocated() / 2**20
-                                  if device.type == "cuda" else None),
+                        share_of_copy=achieved / bandwidth, peak_mib=peak,
                     ))
                     print(format_row(rows[-1]), flush=True)
     return dict(
@@ -184,7 +196,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--maxformer", action=argparse.BooleanOptionalAction, default=True,
                         help="add the neuron layers of maxformer_10_384 (default: on)")
     parser.add_argument("--batch", type=int, default=64, help="batch of the maxformer rows")
-    parser.add_argument("--reps", type=int, default=5, help="timed repetitions on the CPU")
+    parser.add_argument("--reps", type=int, default=9, help="timed repetitions on the CPU")
     parser.add_argument("--copy-mib", type=int, default=1024,
                         help="buffer size of the copy-bandwidth measurement (MiB)")
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")

@@ -102,8 +102,8 @@ def backward_sequence(
     grad_v_init = torch.empty(n, dtype=dtype, device=x.device)
     v_all = _initial_state(v_init, n, dtype, x.device, spec)
     width = min(n, BLOCK_NEURONS)
-    charged = torch.empty(steps, width, dtype=dtype, device=x.device)
-    mask, sg, carry = torch.empty(3, width, dtype=dtype, device=x.device)
+    charged, fired = torch.empty(2, steps, width, dtype=dtype, device=x.device)
+    sg, carry, scratch = torch.empty(3, width, dtype=dtype, device=x.device)
     needs_sg = grad_spikes is not None or not spec.detach_reset
     for block in _blocks(n):
         v = v_all[block]
@@ -111,7 +111,7 @@ def backward_sequence(
         xb = _block_input(x, block, dtype)
         for t in range(steps):
             _charge(v, xb[t], spec, out=charged[t, :size])
-            _fire_and_reset(charged[t, :size], spec, mask[:size], v)
+            _fire_and_reset(charged[t, :size], spec, fired[t, :size], v)
         g = carry[:size]
         g.copy_(grad_v[block]) if grad_v is not None else g.zero_()
         for t in reversed(range(steps)):
@@ -119,7 +119,7 @@ def backward_sequence(
             if needs_sg:
                 torch.sub(h, spec.v_threshold, out=sg[:size])
                 surrogate_grad(sg[:size], spec.surrogate, spec.alpha)
-            _times_reset_grad_(g, h, sg[:size], spec, mask[:size])
+            _times_reset_grad_(g, h, fired[t, :size], sg[:size], spec, scratch[:size])
             if grad_spikes is not None:
                 g.addcmul_(sg[:size], grad_spikes[t, block])
             torch.mul(g, spec.input_gain, out=grad_x[t, block])
@@ -129,14 +129,16 @@ def backward_sequence(
 
 
 def _times_reset_grad_(
-    carry: torch.Tensor, h: torch.Tensor, sg: torch.Tensor, spec: NeuronSpec,
-    scratch: torch.Tensor,
+    carry: torch.Tensor, h: torch.Tensor, fired: torch.Tensor, sg: torch.Tensor,
+    spec: NeuronSpec, scratch: torch.Tensor,
 ) -> None:
-    """``carry <- carry * dV[t]/dH[t]`` in place; ``sg`` is ``dS/dH`` (used without detach)."""
+    """``carry <- carry * dV[t]/dH[t]`` in place, given ``H[t]``, its spikes ``fired`` (0/1)
+    and ``sg = dS/dH`` (used without detach)."""
+    if spec.hard_reset and spec.detach_reset:
+        carry.addcmul_(carry, fired, value=-1.0)
+        return
     if spec.hard_reset:
-        torch.lt(h, spec.v_threshold, out=scratch)
-        if not spec.detach_reset:
-            scratch.addcmul_(sg, h, value=-1.0).add_(sg, alpha=spec.v_reset)
+        torch.sub(1.0, fired, out=scratch).addcmul_(sg, h, value=-1.0).add_(sg, alpha=spec.v_reset)
     elif spec.detach_reset:
         return
     else:
