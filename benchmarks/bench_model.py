@@ -18,6 +18,8 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 import timm
 import torch
@@ -27,22 +29,32 @@ import models  # noqa: F401  (registers the model zoo with timm)
 from benchmarks.bench_lif import cpu_name
 from models.neurons import BACKENDS
 
+T = TypeVar("T")
 
-def saved_bytes(model: nn.Module, x: torch.Tensor) -> int:
-    """Bytes of the tensors one training forward pass keeps for backward (no parameters)."""
-    params = {p.data_ptr() for p in model.parameters()}
+
+def kept_for_backward(
+    run: Callable[[], T], exclude: Iterable[torch.Tensor] = ()
+) -> tuple[T, int]:
+    """``run()``'s result and the bytes of the tensors autograd keeps for its backward, not
+    counting those that share memory with ``exclude`` (say, the parameters)."""
+    excluded = {t.data_ptr() for t in exclude}
     total = 0
 
     def pack(t: torch.Tensor) -> torch.Tensor:
         nonlocal total
-        if t.data_ptr() not in params:
+        if t.data_ptr() not in excluded:
             total += t.numel() * t.element_size()
         return t
 
-    model.train()
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(x)
-    return total
+        result = run()
+    return result, total
+
+
+def saved_bytes(model: nn.Module, x: torch.Tensor) -> int:
+    """Bytes of the tensors one training forward pass keeps for backward (no parameters)."""
+    model.train()
+    return kept_for_backward(lambda: model(x), model.parameters())[1]
 
 
 def seconds_per_call(fn, device: torch.device, reps: int) -> float:

@@ -7,8 +7,8 @@ import pytest
 import torch
 from spikingjelly.activation_based import neuron as sj_neuron
 from spikingjelly.activation_based import surrogate as sj_surrogate
-from torch.autograd.graph import saved_tensors_hooks
 
+from benchmarks.bench_model import kept_for_backward
 from models.neurons import (
     MultiStepIF,
     MultiStepLIF,
@@ -196,16 +196,8 @@ def test_chunked_sequence_equals_whole_sequence(backend):
 
 
 def saved_bytes(backend: str, x: torch.Tensor) -> int:
-    total = 0
-
-    def pack(t):
-        nonlocal total
-        total += t.numel() * t.element_size()
-        return t
-
-    with saved_tensors_hooks(pack, lambda t: t):
-        lif_multistep(x.to(on(backend)).requires_grad_(), backend=backend)
-    return total
+    x = x.to(on(backend)).requires_grad_()
+    return kept_for_backward(lambda: lif_multistep(x, backend=backend))[1]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

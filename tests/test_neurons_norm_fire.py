@@ -4,25 +4,17 @@ layers one after the other, while keeping only the BatchNorm input for backward.
 import pytest
 import torch
 from torch import nn
-from torch.autograd.graph import saved_tensors_hooks
 
+from benchmarks.bench_model import kept_for_backward
 from models.layers.spiking import per_step
 from models.neurons import MultiStepLIF
 
 
 def run(z, norm, neuron, fused: bool):
     z = z.clone().requires_grad_()
-    params = {p.data_ptr() for p in norm.parameters()}
-    saved = 0
-
-    def count(t):
-        nonlocal saved
-        if t.data_ptr() not in params:
-            saved += t.numel() * t.element_size()
-        return t
-
-    with saved_tensors_hooks(count, lambda t: t):
-        spikes = neuron(z, norm=norm) if fused else neuron(per_step(z, norm))
+    spikes, saved = kept_for_backward(
+        lambda: neuron(z, norm=norm) if fused else neuron(per_step(z, norm)), norm.parameters()
+    )
     grad = torch.linspace(-1, 1, spikes.numel(), dtype=z.dtype).reshape(spikes.shape)
     (spikes * grad).sum().backward()
     grads = [z.grad] + [p.grad.clone() for p in norm.parameters()]

@@ -6,6 +6,7 @@ import torch
 from torch.autograd.graph import saved_tensors_hooks
 
 import models  # noqa: F401  (registers the model zoo)
+from benchmarks.bench_model import kept_for_backward
 from models.spike_storage import compact_spikes, pack, unpack
 
 
@@ -21,17 +22,9 @@ def train_step(model, x, target, packing: bool):
     """Loss, gradients and the bytes saved for backward (parameters excluded)."""
     model.zero_grad()
     model.pack_saved_spikes = packing
-    params = {p.data_ptr() for p in model.parameters()}
-    saved = 0
-
-    def count(t):
-        nonlocal saved
-        if t.data_ptr() not in params:
-            saved += t.numel() * t.element_size()
-        return t
-
-    with saved_tensors_hooks(count, lambda t: t):
-        loss = torch.nn.functional.cross_entropy(model(x), target)
+    loss, saved = kept_for_backward(
+        lambda: torch.nn.functional.cross_entropy(model(x), target), model.parameters()
+    )
     loss.backward()
     return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}, saved
 

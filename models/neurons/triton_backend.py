@@ -28,6 +28,16 @@ SURROGATE_IDS = {"sigmoid": 0, "atan": 1}
 
 
 @triton.jit
+def _load_or_fill(ptr, offs, mask, fill, LOAD: tl.constexpr, BLOCK: tl.constexpr):
+    """``ptr[offs]`` in fp32 when ``LOAD``, else ``fill`` everywhere: ``[BLOCK]``."""
+    if LOAD:
+        values = tl.load(ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    else:
+        values = tl.zeros([BLOCK], dtype=tl.float32) + fill
+    return values
+
+
+@triton.jit
 def _charge(v, x, decay, input_gain, bias):
     return v * decay + x * input_gain + bias
 
@@ -79,10 +89,7 @@ def _forward_kernel(
 ):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
-    if HAS_V_INIT:
-        v = tl.load(v_init_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    else:
-        v = tl.zeros([BLOCK], dtype=tl.float32) + v_reset
+    v = _load_or_fill(v_init_ptr, offs, mask, v_reset, HAS_V_INIT, BLOCK)
     x_ptrs = x_ptr + offs
     s_ptrs = s_ptr + offs
     for _ in range(T):
@@ -110,10 +117,7 @@ def _backward_kernel(
     tile = steps[:, None].to(tl.int64) * n + offs[None, :]
     tile_mask = (steps[:, None] < T) & mask[None, :]
     xs = tl.load(x_ptr + tile, mask=tile_mask, other=0.0).to(tl.float32)
-    if HAS_V_INIT:
-        v = tl.load(v_init_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    else:
-        v = tl.zeros([BLOCK], dtype=tl.float32) + v_reset
+    v = _load_or_fill(v_init_ptr, offs, mask, v_reset, HAS_V_INIT, BLOCK)
     hs = tl.zeros([T_POW2, BLOCK], dtype=tl.float32)
     for t in tl.static_range(T):
         now = steps[:, None] == t
@@ -121,10 +125,7 @@ def _backward_kernel(
         hs = tl.where(now, h[None, :], hs)
         _, v = _fire_and_reset(h, v_threshold, v_reset, HARD_RESET)
     gss = tl.load(gs_ptr + tile, mask=tile_mask, other=0.0).to(tl.float32)
-    if HAS_GRAD_V:
-        carry = tl.load(gv_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    else:
-        carry = tl.zeros([BLOCK], dtype=tl.float32)
+    carry = _load_or_fill(gv_ptr, offs, mask, 0.0, HAS_GRAD_V, BLOCK)
     gxs = tl.zeros([T_POW2, BLOCK], dtype=tl.float32)
     for i in tl.static_range(T):
         now = steps[:, None] == (T - 1 - i)
@@ -148,10 +149,7 @@ def _backward_scratch_kernel(
     """The backward pass for long sequences: ``H`` goes to the fp32 buffer ``h_ptr``."""
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
-    if HAS_V_INIT:
-        v = tl.load(v_init_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    else:
-        v = tl.zeros([BLOCK], dtype=tl.float32) + v_reset
+    v = _load_or_fill(v_init_ptr, offs, mask, v_reset, HAS_V_INIT, BLOCK)
     at = offs
     for _ in range(steps):
         h = _charge(v, tl.load(x_ptr + at, mask=mask, other=0.0).to(tl.float32),
@@ -159,10 +157,7 @@ def _backward_scratch_kernel(
         tl.store(h_ptr + at, h, mask=mask)
         _, v = _fire_and_reset(h, v_threshold, v_reset, HARD_RESET)
         at += n
-    if HAS_GRAD_V:
-        carry = tl.load(gv_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    else:
-        carry = tl.zeros([BLOCK], dtype=tl.float32)
+    carry = _load_or_fill(gv_ptr, offs, mask, 0.0, HAS_GRAD_V, BLOCK)
     for _ in range(steps):
         at -= n
         h = tl.load(h_ptr + at, mask=mask, other=0.0)
