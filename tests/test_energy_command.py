@@ -73,3 +73,28 @@ def test_checkpoint_that_does_not_fit_gives_the_load_error(capsys, tmp_path):
 def test_event_model_without_T_asks_for_it(capsys):
     assert energy_main(["--model", "maxformer_event", "--input-size", "32"]) == 2
     assert "--T" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_training_checkpoint_supplies_model_and_settings(tmp_path, capsys):
+    from models.training.config import build_config, read_recipe
+    from models.training.trainer import train
+
+    tiny = {"epochs": 1, "model_kwargs": {"embed_dims": 16}, "T": 1, "img_size": 8,
+            "batch_size": 64}
+    train(build_config(read_recipe("digits"), tiny), output=tmp_path)
+    out = tmp_path / "energy.json"
+    argv = ["--checkpoint", str(tmp_path / "checkpoint-best.pt"), "--dataset", "digits",
+            "--json", str(out)]
+    assert run_energy(argv) == 0
+    report = json.loads(out.read_text())
+    assert (report["model"], report["T"], report["input_size"]) == ("maxformer_cifar", 1, 8)
+    saved = torch.load(tmp_path / "checkpoint-best.pt", weights_only=True)["model"]
+    assert report["params"] == sum(v.numel() for k, v in saved.items() if "running" not in k
+                                   and "num_batches" not in k)
+    assert report["weights"].startswith("weights from")
+
+
+def test_model_is_required_without_a_training_checkpoint(capsys):
+    assert energy_main([]) == 2
+    assert "--model is required" in capsys.readouterr().err

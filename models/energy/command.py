@@ -31,7 +31,11 @@ ZOO_PATTERNS = ("maxformer*", "ms_qkformer*", "max_resnet*")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``maxformer energy``."""
-    parser.add_argument("--model", required=True, help="timm model name, e.g. maxformer_cifar")
+    parser.add_argument(
+        "--model",
+        help="timm model name, e.g. maxformer_cifar (default: the one a training checkpoint "
+        "of maxformer train names in its config, with its T, width and input size)",
+    )
     parser.add_argument("--T", type=int, help="time steps (default: the model's)")
     parser.add_argument("--num-classes", type=int, help="classes of the head (default: model's)")
     parser.add_argument("--checkpoint", type=Path, help="weights (default: random weights)")
@@ -61,17 +65,24 @@ def run(args: argparse.Namespace) -> int:
     if args.T is not None and args.T < 1:
         raise UserError(f"--T must be at least 1, got {args.T}")
     torch.manual_seed(args.seed)
+    checkpoint = _read(args.checkpoint)
+    model_kwargs, in_chans = _from_training_config(args, checkpoint)
+    if args.model is None:
+        raise UserError(
+            "--model is required unless --checkpoint was written by maxformer train "
+            "(its config names the model)"
+        )
     size = args.input_size or _default_input_size(args.model)
     if args.dataset:
         loader, in_chans, num_classes = _dataset(args, size)
-        model = _create_model(args, num_classes, in_chans)
+        model = _create_model(args, num_classes, in_chans, model_kwargs)
         batches = (images for images, _ in loader)
         source = f"{args.dataset} held-out images"
     else:
-        model = _create_model(args, args.num_classes, None)
+        model = _create_model(args, args.num_classes, in_chans, model_kwargs)
         batches = _random_batches(model, args, size)
         source = "random input"
-    weights = _load_weights(model, args.checkpoint)
+    weights = _load_weights(model, checkpoint, args.checkpoint)
     model.to(args.device)
     with EnergyMeter(model) as meter:
         for images in itertools.islice(batches, args.batches):
@@ -112,16 +123,50 @@ def _check_model_name(name: str) -> None:
     raise UserError(f"unknown model {name!r}; {hint}models of the zoo: {', '.join(ours)}")
 
 
+def _read(path: Path | None) -> dict | None:
+    """The checkpoint at `path` (weights-only unpickling), or None without one."""
+    from models import CheckpointError
+    from models.checkpoint import read_checkpoint
+    from models.training.errors import UserError
+
+    if path is None:
+        return None
+    try:
+        return read_checkpoint(path)
+    except (FileNotFoundError, CheckpointError) as err:
+        raise UserError(f"{path}: {err}") from err
+
+
+def _from_training_config(
+    args: argparse.Namespace, checkpoint: dict | None
+) -> tuple[dict, int | None]:
+    """Fill `args.model`, `--T`, `--num-classes` and `--input-size` where not given from the
+    config a `maxformer train` checkpoint saved; returns its model kwargs and input channels
+    (`{}` and None for other checkpoints)."""
+    from models.training.data import INFO
+
+    config = checkpoint.get("config") if checkpoint is not None else None
+    if not isinstance(config, dict):
+        return {}, None
+    info = INFO[config["dataset"]]
+    args.model = args.model or config["model"]
+    args.T = args.T if args.T is not None else config["T"]
+    args.input_size = args.input_size or config["img_size"]
+    if args.num_classes is None:
+        args.num_classes = config["num_classes"] or info.num_classes
+    return dict(config["model_kwargs"]), info.in_chans
+
+
 def _create_model(
-    args: argparse.Namespace, num_classes: int | None, in_chans: int | None
+    args: argparse.Namespace, num_classes: int | None, in_chans: int | None, model_kwargs: dict
 ) -> nn.Module:
-    """`timm.create_model(args.model, T=..., num_classes=..., lif_backend="torch")`."""
+    """`timm.create_model(args.model, T=..., num_classes=..., lif_backend="torch", ...)`."""
     import timm
 
     from models.training.errors import UserError
 
     _check_model_name(args.model)
-    kwargs = {"lif_backend": "torch"}
+    kwargs = {**model_kwargs, "lif_backend": "torch"}
     for key, value in (("T", args.T), ("num_classes", num_classes), ("in_chans", in_chans)):
         if value is not None:
             kwargs[key] = value
@@ -131,8 +176,9 @@ def _create_model(
         raise UserError(f"cannot build {args.model} with {kwargs}: {err}") from err
 
 
-def _load_weights(model: nn.Module, checkpoint: Path | None) -> str:
-    """Load `checkpoint` (strict) into `model`; returns how the weights are described."""
+def _load_weights(model: nn.Module, checkpoint: dict | None, path: Path | None) -> str:
+    """Load `checkpoint` (read from `path`; strict) into `model`; returns how the weights are
+    described."""
     from models import CheckpointError, load_checkpoint
     from models.training.errors import UserError
 
@@ -140,9 +186,9 @@ def _load_weights(model: nn.Module, checkpoint: Path | None) -> str:
         return "random weights (untrained: firing rates and energy are not the paper's)"
     try:
         load_checkpoint(model, checkpoint, strict=True)
-    except (FileNotFoundError, CheckpointError) as err:
-        raise UserError(f"{checkpoint}: {err}") from err
-    return f"weights from {checkpoint}"
+    except CheckpointError as err:
+        raise UserError(f"{path}: {err}") from err
+    return f"weights from {path}"
 
 
 def _random_batches(model: nn.Module, args: argparse.Namespace, size: int) -> Iterator[Tensor]:
