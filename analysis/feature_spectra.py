@@ -1,11 +1,15 @@
 """Spatial spectra of feature maps against depth, for timm models on real images.
 
-Each model named by ``--models`` is built with ``timm.create_model(name, pretrained=False)``
-(random weights, nothing downloaded; modules given to ``--import`` are imported first, so
-that ``--import models --models maxformer_cifar`` finds the models they register). The two
+Each model of ``--models`` is built with ``timm.create_model(name, pretrained=False, **kwargs)``
+(random weights, nothing downloaded); a model is ``NAME`` or ``NAME:KEY=VALUE;KEY=VALUE`` with
+YAML values, e.g. ``maxformer_cifar:mixers=[identity,avg_pool,ssa]``. The project's zoo is
+registered; modules given to ``--import`` are imported first, for models registered
+elsewhere. By default: a timm CNN (ResNet-18), Max-Former (CIFAR layout) and its variants
+whose stage-2 mixer is avg-pooling or nothing instead of the depth-wise conv. The two
 photographs that ship with scikit-learn (``china.jpg``, ``flower.jpg``) are centre-cropped,
-resized to ``--size`` and normalised with the model's mean and std; `spectral.SpectrumProbe`
-records the outputs of the modules chosen by ``--types`` and ``--names``.
+resized to ``--size`` and normalised with the model's mean and std; the BatchNorm layers of
+the random network take their statistics from them; `spectral.SpectrumProbe` records the
+outputs of the modules chosen by ``--types`` and ``--names``.
 
 Writes ``feature_spectra.png``, with (a) the relative log amplitude at the highest
 frequency and (b) the high-frequency power ratio against normalised depth (0 = first probed
@@ -25,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import timm
 import torch
+import yaml
 from matplotlib import colormaps
 from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
@@ -32,6 +37,7 @@ from sklearn.datasets import load_sample_images
 from torch import nn
 from torch.nn import functional
 
+import models  # noqa: F401  (registers the Max-Former zoo with timm)
 from spectral import LayerSpectrum, SpectrumProbe
 
 
@@ -73,14 +79,50 @@ def layer_record(layer: LayerSpectrum, depth: float | None) -> dict:
     }
 
 
+DEFAULT_MODELS = [
+    "resnet18",
+    "maxformer_cifar",
+    "maxformer_cifar:mixers=[identity,avg_pool,ssa]",
+    "maxformer_cifar:mixers=[identity,identity,ssa]",
+]
+
+
+def model_spec(spec: str) -> tuple[str, dict]:
+    """``"NAME:KEY=VALUE;KEY=VALUE"`` (YAML values) -> ``(NAME, {KEY: VALUE})``."""
+    name, _, rest = spec.partition(":")
+    kwargs = {}
+    for item in filter(None, rest.split(";")):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"model {spec!r}: expected NAME:KEY=VALUE;KEY=VALUE, got {item!r}")
+        kwargs[key] = yaml.safe_load(value)
+    return name, kwargs
+
+
 def probe_model(
-    name: str, photos: Sequence[np.ndarray], args: argparse.Namespace
+    spec: str, photos: Sequence[np.ndarray], args: argparse.Namespace
 ) -> list[LayerSpectrum]:
-    model = timm.create_model(name, pretrained=False).eval()
+    name, kwargs = model_spec(spec)
+    model = timm.create_model(name, pretrained=False, **kwargs)
     config = timm.data.resolve_model_data_config(model)
     images = prepare_images(photos, args.size, config["mean"], config["std"])
+    calibrate_batchnorm(model, images)
     probe = SpectrumProbe(model, module_types(args.types), args.names, cutoff=args.cutoff)
     return probe.run(images)
+
+
+def calibrate_batchnorm(model: nn.Module, images: torch.Tensor) -> None:
+    """Give a randomly initialised model the BatchNorm statistics of ``images`` (one forward
+    pass in training mode), so that its layers, and its spiking neurons, see normalised
+    inputs; leaves the model in eval mode."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None
+    model.train()
+    with torch.no_grad():
+        model(images)
+    model.eval()
 
 
 def depths(layers: list[LayerSpectrum]) -> list[float | None]:
@@ -137,8 +179,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--models",
         nargs="+",
-        default=["resnet18"],
-        help="timm model names (default: %(default)s)",
+        default=DEFAULT_MODELS,
+        help="timm models, NAME or NAME:KEY=VALUE;KEY=VALUE (default: %(default)s)",
     )
     parser.add_argument(
         "--import",

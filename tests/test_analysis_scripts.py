@@ -82,6 +82,23 @@ def test_feature_spectra(tmp_path):
         assert layer["firing_rate"] is None and layer["skipped"] is None
 
 
+def test_feature_spectra_compares_maxformer_mixers(tmp_path):
+    variants = ["maxformer_cifar:T=1;embed_dims=32", "maxformer_cifar:T=1;embed_dims=32;"
+                "mixers=[identity,avg_pool,ssa]"]
+    report = feature_spectra.main(["--out", str(tmp_path), "--models", *variants, "--size", "32"])
+    assert list(report["models"]) == variants
+    dwc, avg = (report["models"][v] for v in variants)
+    assert any(layer["name"] == "stage2.0.mixer.conv" for layer in dwc)
+    assert not any(".mixer." in layer["name"] for layer in avg)
+    for layer in dwc + avg:
+        assert 0.0 <= layer["high_frequency_ratio"] <= 1.0
+
+
+def test_feature_spectra_rejects_a_malformed_model_spec(tmp_path):
+    with pytest.raises(ValueError, match="NAME:KEY=VALUE"):
+        feature_spectra.main(["--out", str(tmp_path), "--models", "maxformer_cifar:T"])
+
+
 def test_feature_spectra_rejects_unknown_module_type(tmp_path):
     with pytest.raises(ValueError, match=r"\['Conv9d'\].*Conv2d"):
         feature_spectra.main(["--out", str(tmp_path), "--types", "Conv9d", "--size", "32"])
