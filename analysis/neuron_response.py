@@ -4,6 +4,7 @@ Panels of ``neuron_response.png`` (frequencies normalised as omega / pi):
 
 (a) sub-threshold gain in dB of IF and LIF (tau 1.5, 2, 4, 8), closed form with the
     membrane of spikingjelly's nodes (threshold out of reach) measured on it;
+    spike outputs below come from the project's neurons (``models.neurons``);
 (b) spiking regime (threshold 1, hard reset): spike-output gain relative to the gain at
     the lowest drive frequency, measured around a bias that fires one spike every 3.5 steps,
     with drive amplitude 0.1 and a white-noise dither of standard deviation 0.2 (units of
@@ -29,6 +30,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 from spikingjelly.activation_based import neuron as sj_neuron
 
+from models.neurons import if_multistep, lif_multistep
 from spectral import (
     cascade_transfer,
     lif_cutoff,
@@ -44,20 +46,25 @@ SPIKE_AMPLITUDE = 0.1  # sinusoidal drive around that operating point
 SPIKE_NOISE = 0.2  # white-noise dither of the operating point
 
 
-def spikingjelly_neuron(
+def neuron(
     tau: float | None, membrane: bool
 ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """spikingjelly multi-step LIF node (IF for ``tau=None``) as a ``[T, N] -> [T, N]`` callable.
+    """A multi-step LIF neuron (IF for ``tau=None``) as a ``[T, N] -> [T, N]`` callable.
 
-    ``membrane=True`` puts the threshold out of reach and returns the membrane potential;
-    otherwise the node has threshold 1 and hard reset to 0 and returns its spikes.
+    ``membrane=True``: spikingjelly's node with the threshold out of reach, returning its
+    membrane potential (``v_seq``; our neurons return spikes only). Otherwise our neuron
+    (``models.neurons``, same semantics) with threshold 1 and hard reset to 0: its spikes.
     """
+    if not membrane:
+        if tau is None:
+            return lambda x: if_multistep(x, backend="torch")
+        return lambda x: lif_multistep(x, tau=tau, backend="torch")
 
     def run(x: torch.Tensor) -> torch.Tensor:
-        options = dict(v_threshold=1e9 if membrane else 1.0, step_mode="m", store_v_seq=membrane)
+        options = dict(v_threshold=1e9, step_mode="m", store_v_seq=True)
         node = sj_neuron.IFNode(**options) if tau is None else sj_neuron.LIFNode(tau, **options)
-        spikes = node(x)
-        return node.v_seq if membrane else spikes
+        node(x)
+        return node.v_seq
 
     return run
 
@@ -90,7 +97,7 @@ def simulate(args: argparse.Namespace) -> dict:
     generator = torch.Generator().manual_seed(args.seed)
     subthreshold, spiking = {}, {}
     for tau in (None, *TAUS):
-        membrane = spikingjelly_neuron(tau, membrane=True)
+        membrane = neuron(tau, membrane=True)
         measured = measure_neuron_response(membrane, omegas, **drive)
         subthreshold[label(tau)] = {
             "tau": tau,
@@ -98,7 +105,7 @@ def simulate(args: argparse.Namespace) -> dict:
             "closed_form_gain_db": db(neuron_transfer(omegas, tau)).tolist(),
         }
         bias = operating_bias(tau)
-        spikes = spikingjelly_neuron(tau, membrane=False)
+        spikes = neuron(tau, membrane=False)
         gain = np.abs(
             measure_neuron_response(
                 spikes, omegas, bias=bias, amplitude=SPIKE_AMPLITUDE, noise=SPIKE_NOISE, **drive
@@ -127,7 +134,7 @@ def simulate(args: argparse.Namespace) -> dict:
 def toy(steps: int) -> dict:
     t = torch.arange(steps, dtype=torch.float64)
     x = sum(torch.sin(omega * t) for omega in TOY_OMEGAS)
-    lif = spikingjelly_neuron(TOY_TAU, membrane=False)
+    lif = neuron(TOY_TAU, membrane=False)
     outputs = {
         "input": x,
         "ReLU": torch.relu(x),
