@@ -7,7 +7,6 @@ A checkpoint holds plain containers and tensors only, so it loads with
 from __future__ import annotations
 
 import os
-import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -86,9 +85,11 @@ def resume_path(source: str | Path) -> Path:
 
 def load_training_checkpoint(path: Path) -> dict[str, Any]:
     """Load a checkpoint written by training (weights-only unpickling)."""
+    from models.checkpoint import CheckpointError, read_checkpoint
+
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError) as err:
+        ckpt = read_checkpoint(path)
+    except (FileNotFoundError, CheckpointError) as err:
         raise UserError(f"cannot read checkpoint {path}: {err}") from err
     required = {"model", "optimizer", "epoch", "config"}
     if not isinstance(ckpt, dict) or not required <= set(ckpt):
