@@ -112,8 +112,10 @@ def maxformer_neuron_sizes(batch: int, img_size: int = 224) -> list[tuple[str, i
     return sizes
 
 
-def cpu_name() -> str:
-    """The processor's model name (``/proc/cpuinfo`` on Linux)."""
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the processor's model name (``/proc/cpuinfo`` on Linux)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
     try:
         with open("/proc/cpuinfo") as f:
             names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
@@ -154,7 +156,7 @@ def benchmark(args: argparse.Namespace) -> dict:
                     ))
                     print(format_row(rows[-1]), flush=True)
     return dict(
-        device=torch.cuda.get_device_name() if device.type == "cuda" else cpu_name(),
+        device=device_name(device),
         gpu=device.type == "cuda",
         torch=torch.__version__,
         copy_gb_per_s=bandwidth / 1e9,

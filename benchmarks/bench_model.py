@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 import models  # noqa: F401  (registers the model zoo with timm)
-from benchmarks.bench_lif import cpu_name
+from benchmarks.bench_lif import device_name
 from models.neurons import BACKENDS
 
 T = TypeVar("T")
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(measure(name, backend, args, device, reference))
             print(format_row(rows[-1]), flush=True)
     result = dict(
-        device=torch.cuda.get_device_name() if device.type == "cuda" else cpu_name(),
+        device=device_name(device),
         torch=torch.__version__, amp=args.amp, compile=args.compile, rows=rows,
     )
     if args.json:
