@@ -4,7 +4,7 @@ A network is a stem that makes its input time-major (`[T, B, C, H, W]`), a list 
 a head. While training, binary tensors that autograd saves for backward (the spike inputs of
 convolutions, linear layers and spike-matrix products) are kept in 1 bit per element and
 restored exactly (`models.spike_storage`); set `pack_saved_spikes = False` to keep them as
-they are.
+they are. Under `torch.compile` the compiler chooses what to keep instead.
 """
 
 from collections.abc import Callable
@@ -37,7 +37,14 @@ class SpikingBackbone(nn.Module):
         raise NotImplementedError
 
     def _packing(self) -> bool:
-        return self.pack_saved_spikes and self.training and torch.is_grad_enabled()
+        """Pack while training eagerly; under `torch.compile` the compiler decides what is
+        kept (and a saved-tensor hook would break its graph)."""
+        return (
+            self.pack_saved_spikes
+            and self.training
+            and torch.is_grad_enabled()
+            and not torch.compiler.is_compiling()
+        )
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Images `[B, C, H, W]` or frames `[B, T, C, H, W]` -> `[T, B, C', H / s, W / s]`."""
