@@ -103,6 +103,7 @@ def probe_model(
     spec: str, photos: Sequence[np.ndarray], args: argparse.Namespace
 ) -> list[LayerSpectrum]:
     name, kwargs = model_spec(spec)
+    torch.manual_seed(args.seed)
     model = timm.create_model(name, pretrained=False, **kwargs)
     config = timm.data.resolve_model_data_config(model)
     images = prepare_images(photos, args.size, config["mean"], config["std"])
@@ -203,6 +204,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="fnmatch patterns of module names to probe as well, e.g. 'layer*.act2'",
     )
     parser.add_argument("--size", type=int, default=224, help="image side (default: %(default)s)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of every model's random weights (default: 0)"
+    )
     parser.add_argument(
         "--cutoff",
         type=float,
