@@ -16,7 +16,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import difflib
 import itertools
 import json
 from collections.abc import Iterator
@@ -25,8 +24,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-ZOO_PATTERNS = ("maxformer*", "ms_qkformer*", "max_resnet*")
-"""timm names of our model zoo, offered when a model name is unknown."""
+from models.training.modeling import check_model_name
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -106,21 +104,8 @@ def _default_input_size(name: str) -> int:
 
     import models  # noqa: F401  (registers the zoo)
 
-    _check_model_name(name)
+    check_model_name(name)
     return timm.models.get_pretrained_cfg(name).input_size[-1]
-
-
-def _check_model_name(name: str) -> None:
-    import timm
-
-    from models.training.errors import UserError
-
-    if timm.is_model(name):
-        return
-    ours = [n for pattern in ZOO_PATTERNS for n in timm.list_models(pattern)]
-    close = difflib.get_close_matches(name, dict.fromkeys(ours + timm.list_models()), n=5)
-    hint = f"did you mean {', '.join(close)}? " if close else ""
-    raise UserError(f"unknown model {name!r}; {hint}models of the zoo: {', '.join(ours)}")
 
 
 def _read(path: Path | None) -> dict | None:
@@ -165,7 +150,7 @@ def _create_model(
 
     from models.training.errors import UserError
 
-    _check_model_name(args.model)
+    check_model_name(args.model)
     kwargs = {**model_kwargs, "lif_backend": "torch"}
     for key, value in (("T", args.T), ("num_classes", num_classes), ("in_chans", in_chans)):
         if value is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+
 import timm
 import torch
 import torch.nn as nn
@@ -10,6 +12,25 @@ from models.training.config import TrainConfig
 from models.training.data import DatasetInfo
 from models.training.errors import UserError
 
+ZOO_PATTERNS = ("maxformer*", "ms_qkformer*", "max_resnet*")
+"""timm names of our model zoo, offered when a model name is unknown."""
+
+
+def check_model_name(name: str) -> None:
+    """Raise a `UserError` naming close matches and the zoo's models unless timm knows
+    `name` (after `import models` has registered the zoo)."""
+    import models  # noqa: F401  (registers the zoo)
+
+    if timm.is_model(name):
+        return
+    ours = [n for pattern in ZOO_PATTERNS for n in timm.list_models(pattern)]
+    close = difflib.get_close_matches(name, dict.fromkeys(ours + timm.list_models()), n=5)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    raise UserError(
+        f"unknown model {name!r}; {hint}models of the zoo: {', '.join(ours)} "
+        "(any timm model name also works)"
+    )
+
 
 def create_model(cfg: TrainConfig, info: DatasetInfo) -> nn.Module:
     """``timm.create_model(cfg.model, num_classes, in_chans, T, **cfg.model_kwargs)``.
@@ -17,17 +38,10 @@ def create_model(cfg: TrainConfig, info: DatasetInfo) -> nn.Module:
     Importing ``models`` registers the Max-Former zoo with timm; any other timm model name
     works too (with ``T: null`` for a non-spiking one).
     """
-    import models  # noqa: F401  (registers the zoo)
-
+    check_model_name(cfg.model)
     kwargs = {**cfg.model_kwargs, "num_classes": info.num_classes, "in_chans": info.in_chans}
     if cfg.T is not None:
         kwargs["T"] = cfg.T
-    if not timm.is_model(cfg.model):
-        ours = ", ".join(timm.list_models("maxformer*") + timm.list_models("max_resnet*"))
-        raise UserError(
-            f"unknown model {cfg.model!r}: not in timm's registry (Max-Former models: "
-            f"{ours or 'none registered'}; any timm model name also works)"
-        )
     try:
         return timm.create_model(cfg.model, **kwargs)
     except TypeError as err:
