@@ -46,7 +46,7 @@ SPIKE_AMPLITUDE = 0.1  # sinusoidal drive around that operating point
 SPIKE_NOISE = 0.2  # white-noise dither of the operating point
 
 
-def neuron(
+def neuron_callable(
     tau: float | None, membrane: bool
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """A multi-step LIF neuron (IF for ``tau=None``) as a ``[T, N] -> [T, N]`` callable.
@@ -97,7 +97,7 @@ def simulate(args: argparse.Namespace) -> dict:
     generator = torch.Generator().manual_seed(args.seed)
     subthreshold, spiking = {}, {}
     for tau in (None, *TAUS):
-        membrane = neuron(tau, membrane=True)
+        membrane = neuron_callable(tau, membrane=True)
         measured = measure_neuron_response(membrane, omegas, **drive)
         subthreshold[label(tau)] = {
             "tau": tau,
@@ -105,7 +105,7 @@ def simulate(args: argparse.Namespace) -> dict:
             "closed_form_gain_db": db(neuron_transfer(omegas, tau)).tolist(),
         }
         bias = operating_bias(tau)
-        spikes = neuron(tau, membrane=False)
+        spikes = neuron_callable(tau, membrane=False)
         gain = np.abs(
             measure_neuron_response(
                 spikes, omegas, bias=bias, amplitude=SPIKE_AMPLITUDE, noise=SPIKE_NOISE, **drive
@@ -134,7 +134,7 @@ def simulate(args: argparse.Namespace) -> dict:
 def toy(steps: int) -> dict:
     t = torch.arange(steps, dtype=torch.float64)
     x = sum(torch.sin(omega * t) for omega in TOY_OMEGAS)
-    lif = neuron(TOY_TAU, membrane=False)
+    lif = neuron_callable(TOY_TAU, membrane=False)
     outputs = {
         "input": x,
         "ReLU": torch.relu(x),
