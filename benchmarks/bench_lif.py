@@ -1,11 +1,18 @@
 """Race the multi-step LIF backends: ours (``triton``, ``torch``) against spikingjelly.
 
-Rows: the neuron layers of ``maxformer_10_384`` (batch 64, T=4) and a sweep over T and the
-number of neurons N, in fp32/bf16/fp16, forward only and forward+backward. Each row gives
-the median time, the bandwidth achieved under the bytes model of the design (forward reads X
-and writes S; backward reads X and dL/dS and writes dL/dX), its share of the copy bandwidth
-measured in the same run, and the peak memory (CUDA only). On a machine without a GPU it
-runs the CPU rows (``torch`` and spikingjelly's CPU path) and says so.
+Rows: the neuron layers of ``maxformer_10_384`` (batch 64, T=4; layers of equal size are
+timed once) and a sweep over T and the number of neurons N, in fp32/bf16/fp16, forward only
+and forward+backward. Each row gives the median time, the bandwidth achieved under the bytes
+model of the design (forward reads X and writes S; backward reads X and dL/dS and writes
+dL/dX), its share of the copy bandwidth measured in the same run, and the peak memory (CUDA
+only). On a machine without a GPU it runs the CPU rows (``torch`` and spikingjelly's CPU
+path) and says so.
+
+spikingjelly's baselines: ``spikingjelly`` is ``LIFNode(step_mode="m")`` as a model uses it
+(on a GPU its automatic path: the native CUDA extension when built, else Triton; for fp16
+and bf16 inputs it falls back to its torch reference); on a GPU, for fp16 and bf16,
+``spikingjelly-mp`` is its explicit-precision Triton kernel (state stored in the input's
+dtype, computed in fp32). Speed-ups are against the faster of the two.
 
     python -m benchmarks.bench_lif --json lif.json
     python -m benchmarks.bench_lif --steps 4 --log2-neurons 22 --dtypes fp32 --modes fwd+bwd
@@ -14,8 +21,6 @@ runs the CPU rows (``torch`` and spikingjelly's CPU path) and says so.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import sys
 import time
@@ -23,6 +28,7 @@ from collections.abc import Callable
 
 import torch
 
+from benchmarks.common import device_name, write_json
 from models.neurons import NeuronSpec, neuron_multistep
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -72,20 +78,43 @@ def moved_bytes(steps: int, neurons: int, dtype: torch.dtype, mode: str) -> int:
     return passes * steps * neurons * torch.empty(0, dtype=dtype).element_size()
 
 
+SPIKINGJELLY_BASELINES = ("spikingjelly", "spikingjelly-mp")
+
+
+def spikingjelly_mixed_precision(x: torch.Tensor) -> torch.Tensor:
+    """Spikes ``[T, N]`` of spikingjelly's explicit-precision Triton LIF (CUDA): the default
+    neuron, state stored in ``x.dtype``, forward and backward computed in fp32."""
+    from spikingjelly.activation_based import functional, surrogate
+
+    spec = NeuronSpec()
+    spikes, _, _ = functional.lif_multi_step(
+        x, torch.zeros(x.shape[1:], dtype=x.dtype, device=x.device), float(spec.tau),
+        spec.decay_input, spec.v_threshold, spec.v_reset, surrogate.Sigmoid(alpha=spec.alpha),
+        spec.detach_reset, False,
+        neuron_storage=x.dtype, neuron_fwd="fp32", neuron_bwd="fp32",
+    )
+    return spikes
+
+
 def neuron_step(backend: str, x: torch.Tensor, grad: torch.Tensor, mode: str) -> Callable:
     """A closure running one neuron call (and its backward) on ``x`` ``[T, N]``."""
     spec = NeuronSpec()
+    if backend == "spikingjelly-mp":
+        def fire(inputs):
+            return spikingjelly_mixed_precision(inputs)
+    else:
+        def fire(inputs):
+            return neuron_multistep(inputs, spec, backend)[0]
     if mode == "fwd":
         def step():
             with torch.no_grad():
-                neuron_multistep(x, spec, backend)
+                fire(x)
         return step
     leaf = x.detach().requires_grad_()
 
     def step():
         leaf.grad = None
-        spikes, _ = neuron_multistep(leaf, spec, backend)
-        spikes.backward(grad)
+        fire(leaf).backward(grad)
     return step
 
 
@@ -112,32 +141,60 @@ def maxformer_neuron_sizes(batch: int, img_size: int = 224) -> list[tuple[str, i
     return sizes
 
 
-def device_name(device: torch.device) -> str:
-    """The GPU's name, or the processor's model name (``/proc/cpuinfo`` on Linux)."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
+def maxformer_shapes(batch: int) -> list[tuple[str, int, int, int]]:
+    """``(label, T, N, layers)``: the distinct neuron-layer sizes of ``maxformer_10_384`` at
+    T=4, with how many layers have each (the first such layer names the row)."""
+    first: dict[int, str] = {}
+    layers: dict[int, int] = {}
+    for name, n in maxformer_neuron_sizes(batch):
+        first.setdefault(n, name)
+        layers[n] = layers.get(n, 0) + 1
+    return [
+        (f"maxformer_10_384 b{batch} {first[n]} x{layers[n]}", 4, n, layers[n]) for n in first
+    ]
+
+
+def mixed_precision_runs(device: torch.device) -> bool:
+    """Whether spikingjelly's explicit-precision Triton path runs on ``device`` (CUDA only);
+    when it does not, says why on stderr."""
+    if device.type != "cuda":
+        return False
     try:
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-    except OSError:
-        names = []
-    return f"{names[0]} x {len(names)}" if names else platform.machine()
+        spikingjelly_mixed_precision(torch.ones(2, 64, dtype=torch.bfloat16, device=device))
+    except Exception as error:
+        print(f"spikingjelly-mp left out: {type(error).__name__}: {error}", file=sys.stderr)
+        return False
+    return True
 
 
-def benchmark(args: argparse.Namespace) -> dict:
+def backends_for(device: torch.device, dtype: torch.dtype, mixed_precision: bool) -> list[str]:
+    """The backends raced on ``device`` for inputs of ``dtype``."""
+    if device.type != "cuda":
+        return ["torch", "spikingjelly"]
+    half = dtype in (torch.float16, torch.bfloat16)
+    return ["triton", "torch", "spikingjelly"] + (
+        ["spikingjelly-mp"] if half and mixed_precision else []
+    )
+
+
+def benchmark(args: argparse.Namespace, on_row: Callable[[dict], None] = lambda row: None) -> dict:
+    """Time every shape, dtype, mode and backend; ``on_row`` sees each row as it is made."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    backends = ["torch", "spikingjelly"]
-    if device.type == "cuda":
-        backends.insert(0, "triton")
     bandwidth = copy_bandwidth(device, args.copy_mib << 20, args.reps)
-    shapes = [(f"sweep T={t} N=2^{k}", t, 1 << k) for t in args.steps for k in args.log2_neurons]
+    mixed_precision = mixed_precision_runs(device)
+    shapes = [
+        (f"sweep T={t} N=2^{k}", t, 1 << k, 1) for t in args.steps for k in args.log2_neurons
+    ]
     if args.maxformer:
-        shapes = [
-            (f"maxformer_10_384 b{args.batch} T=4 {name}", 4, n)
-            for name, n in maxformer_neuron_sizes(args.batch)
-        ] + shapes
-    rows = []
-    for label, steps, neurons in shapes:
+        shapes = maxformer_shapes(args.batch) + shapes
+    result = dict(
+        device=device_name(device),
+        gpu=device.type == "cuda",
+        torch=torch.__version__,
+        copy_gb_per_s=bandwidth / 1e9,
+        rows=[],
+    )
+    for label, steps, neurons, layers in shapes:
         for dtype_name in args.dtypes:
             dtype = DTYPES[dtype_name]
             if device.type == "cpu" and dtype != torch.float32:
@@ -145,43 +202,61 @@ def benchmark(args: argparse.Namespace) -> dict:
             x = torch.randn(steps, neurons, device=device).mul_(1.5).add_(0.5).to(dtype)
             grad = torch.randn_like(x)
             for mode in args.modes:
-                steps_by_backend = {b: neuron_step(b, x, grad, mode) for b in backends}
+                steps_by_backend = {
+                    b: neuron_step(b, x, grad, mode)
+                    for b in backends_for(device, dtype, mixed_precision)
+                }
                 timed = median_seconds(steps_by_backend, device, args.reps)
                 for backend, (seconds, peak) in timed.items():
                     achieved = moved_bytes(steps, neurons, dtype, mode) / seconds
-                    rows.append(dict(
-                        shape=label, T=steps, N=neurons, dtype=dtype_name, mode=mode,
-                        backend=backend, ms=seconds * 1e3, gb_per_s=achieved / 1e9,
+                    result["rows"].append(dict(
+                        shape=label, T=steps, N=neurons, layers=layers, dtype=dtype_name,
+                        mode=mode, backend=backend, ms=seconds * 1e3, gb_per_s=achieved / 1e9,
                         share_of_copy=achieved / bandwidth, peak_mib=peak,
                     ))
-                    print(format_row(rows[-1]), flush=True)
-    return dict(
-        device=device_name(device),
-        gpu=device.type == "cuda",
-        torch=torch.__version__,
-        copy_gb_per_s=bandwidth / 1e9,
-        rows=rows,
-    )
+                    print(format_row(result["rows"][-1]), flush=True)
+                    on_row(result)
+    return result
 
 
 def format_row(row: dict) -> str:
     peak = "" if row["peak_mib"] is None else f" {row['peak_mib']:9.1f} MiB"
     return (
-        f"{row['shape']:<46} {row['dtype']:>4} {row['mode']:>7} {row['backend']:>12} "
+        f"{row['shape']:<58} {row['dtype']:>4} {row['mode']:>7} {row['backend']:>15} "
         f"{row['ms']:10.3f} ms {row['gb_per_s']:8.1f} GB/s {100 * row['share_of_copy']:6.1f}%"
         f"{peak}"
     )
 
 
 def speedups(rows: list[dict]) -> list[str]:
-    """``torch``/``triton`` against spikingjelly, row by row."""
+    """``torch``/``triton`` against the faster spikingjelly baseline, row by row."""
+    groups: dict[tuple, dict[str, float]] = {}
+    for r in rows:
+        groups.setdefault((r["shape"], r["dtype"], r["mode"]), {})[r["backend"]] = r["ms"]
     lines = []
-    index = {(r["shape"], r["dtype"], r["mode"], r["backend"]): r["ms"] for r in rows}
-    for (shape, dtype, mode, backend), ms in index.items():
-        baseline = index.get((shape, dtype, mode, "spikingjelly"))
-        if backend != "spikingjelly" and baseline is not None:
-            lines.append(f"{shape} {dtype} {mode}: {backend} is {baseline / ms:.2f}x spikingjelly")
+    for (shape, dtype, mode), times in groups.items():
+        baselines = {b: ms for b, ms in times.items() if b in SPIKINGJELLY_BASELINES}
+        if not baselines:
+            continue
+        best = min(baselines, key=baselines.get)
+        for backend, ms in times.items():
+            if backend not in SPIKINGJELLY_BASELINES:
+                lines.append(f"{shape} {dtype} {mode}: {backend} is "
+                             f"{baselines[best] / ms:.2f}x {best}")
     return lines
+
+
+def model_totals(rows: list[dict]) -> list[str]:
+    """All neuron layers of ``maxformer_10_384`` together: each size's time times its layers."""
+    totals: dict[tuple, float] = {}
+    for r in rows:
+        if r["shape"].startswith("maxformer_10_384"):
+            key = (r["dtype"], r["mode"], r["backend"])
+            totals[key] = totals.get(key, 0.0) + r["ms"] * r["layers"]
+    return [
+        f"maxformer_10_384, all neuron layers, {dtype} {mode}: {backend} {ms:.2f} ms"
+        for (dtype, mode, backend), ms in totals.items()
+    ]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -214,13 +289,11 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available():
         print("no CUDA GPU: running the CPU rows (torch backend and spikingjelly's CPU path); "
               "the triton rows need a GPU", file=sys.stderr)
-    result = benchmark(args)
+    result = benchmark(args, on_row=lambda partial: write_json(args.json, partial))
+    write_json(args.json, result)
     print(f"copy bandwidth: {result['copy_gb_per_s']:.1f} GB/s on {result['device']}")
-    for line in speedups(result["rows"]):
+    for line in speedups(result["rows"]) + model_totals(result["rows"]):
         print(line)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
     return 0
 
 

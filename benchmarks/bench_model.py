@@ -14,7 +14,6 @@ BatchNorm outputs are kept twice) and spikes saved as floats.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -26,7 +25,7 @@ import torch
 from torch import nn
 
 import models  # noqa: F401  (registers the model zoo with timm)
-from benchmarks.bench_lif import device_name
+from benchmarks.common import device_name, write_json
 from models.neurons import BACKENDS
 
 T = TypeVar("T")
@@ -57,12 +56,11 @@ def saved_bytes(model: nn.Module, x: torch.Tensor) -> int:
     return kept_for_backward(lambda: model(x), model.parameters())[1]
 
 
-def seconds_per_call(fn, device: torch.device, reps: int) -> float:
-    """Median seconds of ``fn()`` after two warm-up calls."""
-    for _ in range(2):
-        fn()
+def seconds_per_call(fn, device: torch.device, reps: int) -> tuple[float, float]:
+    """Median seconds of ``fn()`` after two warm-up calls, and the seconds of the first call
+    (which includes compiling, under ``torch.compile``)."""
     times = []
-    for _ in range(reps):
+    for _ in range(2 + reps):
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
@@ -70,7 +68,7 @@ def seconds_per_call(fn, device: torch.device, reps: int) -> float:
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(times[2:]), times[0]
 
 
 def measure(
@@ -79,7 +77,7 @@ def measure(
 ) -> dict:
     """One row: speed and memory of preset ``name`` with neurons on ``backend``."""
     model = timm.create_model(name, T=args.T, lif_backend=backend, **args.model_kwargs)
-    model.pack_saved_spikes = not reference
+    model.pack_saved_spikes = args.pack and not reference
     model.to(device)
     x = torch.randn(args.batch, model.in_chans, args.img_size, args.img_size, device=device)
     row = dict(
@@ -107,14 +105,16 @@ def measure(
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     model.train()
-    train_s = seconds_per_call(train_step, device, args.reps)
+    train_s, first_s = seconds_per_call(train_step, device, args.reps)
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
-    model.eval()
-    infer_s = seconds_per_call(infer, device, args.reps)
     row.update(
-        train_ms=train_s * 1e3, train_img_per_s=args.batch / train_s,
-        infer_ms=infer_s * 1e3, infer_img_per_s=args.batch / infer_s, train_peak_mib=peak,
+        train_ms=train_s * 1e3, train_img_per_s=args.batch / train_s, train_peak_mib=peak,
+        first_step_s=first_s,
     )
+    if not args.skip_inference:
+        model.eval()
+        infer_s, _ = seconds_per_call(infer, device, args.reps)
+        row.update(infer_ms=infer_s * 1e3, infer_img_per_s=args.batch / infer_s)
     return row
 
 
@@ -124,9 +124,11 @@ def format_row(row: dict) -> str:
     if "train_ms" in row:
         peak = "" if row["train_peak_mib"] is None else f", peak {row['train_peak_mib']:.0f} MiB"
         text += (
-            f" | train {row['train_ms']:9.1f} ms ({row['train_img_per_s']:7.1f} img/s{peak})"
-            f" | infer {row['infer_ms']:8.1f} ms ({row['infer_img_per_s']:7.1f} img/s)"
+            f" | train {row['train_ms']:9.1f} ms ({row['train_img_per_s']:7.1f} img/s{peak};"
+            f" first step {row['first_step_s']:.1f} s)"
         )
+    if "infer_ms" in row:
+        text += f" | infer {row['infer_ms']:8.1f} ms ({row['infer_img_per_s']:7.1f} img/s)"
     return text
 
 
@@ -151,6 +153,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--reps", type=int, default=5, help="timed repetitions")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--pack", action=argparse.BooleanOptionalAction, default=True,
+                        help="keep spikes saved for backward in 1 bit (the models' default; "
+                             "--no-pack keeps them as they are)")
+    parser.add_argument("--skip-inference", action="store_true",
+                        help="time the training step only")
     parser.add_argument("--memory-only", action="store_true",
                         help="only count the bytes kept for backward")
     parser.add_argument("--reference", action="store_true",
@@ -173,20 +180,17 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cpu":
         print("no CUDA GPU: CPU rows only", file=sys.stderr)
-    rows = []
+    result = dict(
+        device=device_name(device),
+        torch=torch.__version__, amp=args.amp, compile=args.compile, pack=args.pack, rows=[],
+    )
     for name in args.models:
         runs = [(backend, False) for backend in args.backends]
         runs += [("spikingjelly", True)] if args.reference else []
         for backend, reference in runs:
-            rows.append(measure(name, backend, args, device, reference))
-            print(format_row(rows[-1]), flush=True)
-    result = dict(
-        device=device_name(device),
-        torch=torch.__version__, amp=args.amp, compile=args.compile, rows=rows,
-    )
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+            result["rows"].append(measure(name, backend, args, device, reference))
+            print(format_row(result["rows"][-1]), flush=True)
+            write_json(args.json, result)
     return 0
 
 

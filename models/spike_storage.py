@@ -1,23 +1,27 @@
-"""Keep binary tensors saved for backward in 1 bit per element, and restore them exactly.
+"""Keep spike tensors saved for backward in 1 bit per element, and restore them exactly.
 
-Layers that read spikes (convolutions, linear layers, spike-matrix products, max-pooling)
-save their spike input for backward as a float tensor of 0s and 1s. Inside
-:func:`compact_spikes`, every floating-point tensor that autograd saves is checked: when all
-its values are 0 or 1, it is stored as packed bits (32x smaller than float32) and unpacked
-bit for bit when backward needs it. Anything else is kept as it is, so the result is always
-exact.
+Layers that read spikes (convolutions, linear layers, spike-matrix products) save their
+spike input for backward as a float tensor of 0s and 1s. Neurons declare their outputs with
+:func:`mark_spikes`; inside :func:`compact_spikes`, a saved tensor that is such an output, or
+a view of one, is stored as packed bits (32x smaller than float32) and unpacked bit for bit
+when backward needs it. Anything else is kept as it is. Nothing is checked on the values, so
+packing never waits for the GPU.
 """
 
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 
 MIN_ELEMENTS = 4096
-"""Smaller tensors are not worth the check."""
+"""Smaller tensors are not worth packing."""
+
+_MARKED: list[dict[int, weakref.ref]] = []
+"""One registry per active :func:`compact_spikes`: ``id(tensor) -> weak reference``."""
 
 
 @dataclass(frozen=True)
@@ -39,9 +43,30 @@ def _weights(device: torch.device) -> torch.Tensor:
     return _BIT_WEIGHTS[device]
 
 
-def is_binary(x: torch.Tensor) -> bool:
-    """Whether every element of ``x`` is 0 or 1 (a synchronising check on the GPU)."""
-    return bool(((x == 0) | (x == 1)).all())
+def _root(x: torch.Tensor) -> torch.Tensor:
+    """The tensor ``x`` is a view of (views of views share it), or ``x``."""
+    return x if x._base is None else x._base
+
+
+def mark_spikes(x: torch.Tensor) -> torch.Tensor:
+    """Declare ``x`` a tensor of 0s and 1s (spikes): inside :func:`compact_spikes`, it and its
+    views are packed when saved for backward. Returns ``x``.
+
+    A view is marked through the tensor it views when it covers all of it (a reshape)."""
+    if _MARKED:
+        root = _root(x)
+        target = root if root.numel() == x.numel() else x
+        _MARKED[-1][id(target)] = weakref.ref(target)
+    return x
+
+
+def _is_marked(x: torch.Tensor, marked: dict[int, weakref.ref]) -> bool:
+    """Whether ``x`` is a marked tensor or a view of one (by identity, not a reused id)."""
+    for candidate in (x, _root(x)):
+        ref = marked.get(id(candidate))
+        if ref is not None and ref() is candidate:
+            return True
+    return False
 
 
 def pack(x: torch.Tensor) -> PackedSpikes:
@@ -63,7 +88,8 @@ def unpack(packed: PackedSpikes) -> torch.Tensor:
 
 @contextlib.contextmanager
 def compact_spikes(enabled: bool = True) -> Iterator[None]:
-    """Inside, binary tensors saved for backward take 1 bit per element.
+    """Inside, spike tensors (see :func:`mark_spikes`) saved for backward take 1 bit per
+    element.
 
     Saved-tensor hooks already active outside (a memory probe, CPU offloading) still apply:
     they receive the packed bits instead of the spike tensor.
@@ -73,9 +99,10 @@ def compact_spikes(enabled: bool = True) -> Iterator[None]:
         return
     outer = torch._C._autograd._top_saved_tensors_default_hooks(False)
     outer_pack, outer_unpack = outer if outer is not None else (None, None)
+    marked: dict[int, weakref.ref] = {}
 
     def pack_hook(x: torch.Tensor):
-        if x.is_floating_point() and x.numel() >= MIN_ELEMENTS and is_binary(x):
+        if x.numel() >= MIN_ELEMENTS and _is_marked(x, marked):
             packed = pack(x)
             if outer_pack is None:
                 return packed
@@ -89,5 +116,9 @@ def compact_spikes(enabled: bool = True) -> Iterator[None]:
             return unpack(PackedSpikes(outer_unpack(saved.bits), saved.shape, saved.dtype))
         return saved if outer_unpack is None else outer_unpack(saved)
 
-    with torch.autograd.graph.saved_tensors_hooks(pack_hook, unpack_hook):
-        yield
+    _MARKED.append(marked)
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack_hook, unpack_hook):
+            yield
+    finally:
+        _MARKED.remove(marked)

@@ -2,7 +2,8 @@
 
 import json
 
-from benchmarks import bench_lif, bench_model
+from benchmarks import bench_lif, bench_model, tune_lif
+from models.neurons import triton_backend
 
 
 def test_bench_lif_writes_rows_for_each_backend(tmp_path):
@@ -32,3 +33,35 @@ def test_bench_model_counts_what_is_kept_for_backward(tmp_path):
     ours, reference = rows[0], rows[2]
     assert 0 < ours["saved_mib"] < reference["saved_mib"]
     assert all(r["train_ms"] > 0 and r["infer_img_per_s"] > 0 for r in rows)
+
+
+def test_speedups_are_against_the_faster_spikingjelly_baseline():
+    def row(backend, ms):
+        return dict(shape="s", dtype="bf16", mode="fwd", backend=backend, ms=ms)
+
+    rows = [row("triton", 1.0), row("spikingjelly", 8.0), row("spikingjelly-mp", 3.0)]
+    assert bench_lif.speedups(rows) == ["s bf16 fwd: triton is 3.00x spikingjelly-mp"]
+    assert bench_lif.speedups(rows[:2]) == ["s bf16 fwd: triton is 8.00x spikingjelly"]
+
+
+def test_maxformer_rows_time_each_layer_size_once():
+    sizes = bench_lif.maxformer_neuron_sizes(batch=2)
+    shapes = bench_lif.maxformer_shapes(batch=2)
+    assert len({n for _, _, n, _ in shapes}) == len(shapes) < len(sizes)
+    assert sum(layers for *_, layers in shapes) == len(sizes)
+    assert sum(n * layers for _, _, n, layers in shapes) == sum(n for _, n in sizes)
+
+
+def test_tune_lif_times_every_launch_setting(tmp_path):
+    out = tmp_path / "tune.json"
+    defaults = (triton_backend.BLOCK_FORWARD, triton_backend.TILE_ELEMENTS)
+    assert tune_lif.main([
+        "--log2-neurons", "7", "--blocks", "64", "128", "--tiles", "256", "--warps", "1",
+        "--copy-mib", "1", "--json", str(out),
+    ]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["kernel"], r.get("BLOCK_FORWARD"), r.get("TILE_ELEMENTS")) for r in rows] == [
+        ("fwd", 64, None), ("fwd", 128, None), ("bwd", None, 256)
+    ]
+    assert all(r["ms"] > 0 for r in rows)
+    assert (triton_backend.BLOCK_FORWARD, triton_backend.TILE_ELEMENTS) == defaults

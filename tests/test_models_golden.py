@@ -64,29 +64,32 @@ def max_rel_error(ours: Tensor, reference: Tensor) -> float:
     return ((ours.double() - reference).abs().max() / reference.abs().max()).item()
 
 
-def run_case(case: str, lif_backend: str, dtype: torch.dtype) -> tuple[dict, dict]:
-    """Our model's outputs for golden `case`, in `dtype`, next to the reference data."""
+def run_case(
+    case: str, lif_backend: str, dtype: torch.dtype, device: str = "cpu"
+) -> tuple[dict, dict]:
+    """Our model's outputs for golden `case`, in `dtype` on `device`, next to the reference
+    data (ours moved to the CPU)."""
     reference = torch.load(GOLDEN / f"{case}.pt", weights_only=True)
     name, kwargs = CASES[case]
     model = timm.create_model(name, num_classes=10, lif_backend=lif_backend, **kwargs)
     shapes = {key: list(value.shape) for key, value in model.state_dict().items()}
     assert shapes == {key: list(shape) for key, shape in reference["state_dict_shapes"].items()}
     golden_weights(model)
-    model.to(dtype)
+    model.to(device, dtype)
 
     model.eval()
     with torch.no_grad():
-        logits_eval = model(reference["input"].to(dtype))
+        logits_eval = model(reference["input"].to(device, dtype))
     model.train()
-    x = reference["input"].to(dtype).requires_grad_(True)
+    x = reference["input"].to(device, dtype).requires_grad_(True)
     logits_train = model(x)
-    loss = F.cross_entropy(logits_train, reference["target"])
+    loss = F.cross_entropy(logits_train, reference["target"].to(device))
     loss.backward()
     ours = {
-        "logits_eval": logits_eval,
-        "logits_train": logits_train,
-        "loss": loss,
-        "input_grad": x.grad,
+        "logits_eval": logits_eval.cpu(),
+        "logits_train": logits_train.cpu(),
+        "loss": loss.cpu(),
+        "input_grad": x.grad.cpu(),
         "grad_norms": {
             name: p.grad.double().norm().item()
             for name, p in model.named_parameters()
@@ -121,8 +124,11 @@ FLOAT32_RTOL = {"logits_eval": 1e-5, "logits_train": 1e-5, "loss": 1e-5, "input_
 
 
 def test_float32_triton_backend_matches_original() -> None:
-    """The Triton kernels (interpreted on the CPU when there is no GPU) in a whole model."""
-    ours, reference = run_case("cifar_ms_qkformer", "triton", torch.float32)
+    """The Triton kernels in a whole model: on the GPU if there is one (TF32 off), else
+    interpreted on the CPU."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+        ours, reference = run_case("cifar_ms_qkformer", "triton", torch.float32, device)
     for key, rtol in FLOAT32_RTOL.items():
         error = max_rel_error(ours[key], reference[key])
         assert error < rtol, f"triton {key}: max relative error {error:.3e}"

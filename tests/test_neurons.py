@@ -227,14 +227,30 @@ def test_nan_input_silences_the_neuron_from_then_on(backend):
 
 
 def test_torch_compile_traces_the_triton_op():
+    """Compiled, the kernels are the custom ops in the forward and backward graphs (eager
+    launches them directly), and compiled equals eager."""
+    from functorch.compile import make_boxed_func
+    from torch._dynamo.backends.common import aot_autograd
+
+    targets = {"forward": set(), "backward": set()}
+
+    def recorder(kind):
+        def compiler(gm, example_inputs):
+            targets[kind].update(str(node.target) for node in gm.graph.nodes)
+            return make_boxed_func(gm.forward)
+        return compiler
+
     def f(z):
         return lif_multistep(z * 2.0, backend="triton").sum()
 
     x = torch.randn(4, 3, 40, device=DEVICE)
     eager, compiled = x.clone().requires_grad_(), x.clone().requires_grad_()
     f(eager).backward()
-    out = torch.compile(f, backend="aot_eager", fullgraph=True)(compiled)
+    backend = aot_autograd(fw_compiler=recorder("forward"), bw_compiler=recorder("backward"))
+    out = torch.compile(f, backend=backend, fullgraph=True)(compiled)
     out.backward()
+    assert "maxformer.neuron_forward.default" in targets["forward"]
+    assert "maxformer.neuron_backward.default" in targets["backward"]
     assert out.item() == f(x).item()
     torch.testing.assert_close(compiled.grad, eager.grad)
 

@@ -7,7 +7,7 @@ from torch.autograd.graph import saved_tensors_hooks
 
 import models  # noqa: F401  (registers the model zoo)
 from benchmarks.bench_model import kept_for_backward
-from models.spike_storage import compact_spikes, pack, unpack
+from models.spike_storage import compact_spikes, mark_spikes, pack, unpack
 
 
 @pytest.mark.parametrize("shape", [(5,), (3, 7, 11), (2, 4096)])
@@ -53,3 +53,36 @@ def test_real_valued_tensors_are_kept_as_they_are():
         with compact_spikes():
             (x.sigmoid() * 2).sum().backward()
     assert all(t.dtype == torch.float32 for t in kept)
+
+
+
+def saved_inputs(make_input, weight: torch.Tensor) -> list[torch.Tensor]:
+    """What ``make_input() @ weight`` keeps for backward besides ``weight``, inside
+    ``compact_spikes`` (an outer hook sees the packed bits when it packs)."""
+    kept = []
+    with saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t), compact_spikes():
+        (make_input() @ weight).sum().backward()
+    return [t for t in kept if t.data_ptr() != weight.data_ptr()]
+
+
+def test_only_marked_spikes_and_their_views_are_packed():
+    weight = torch.randn(64, 8, requires_grad=True)
+    spikes = (torch.rand(2, 64, 64) < 0.3).float()
+    bits = spikes.numel() // 8
+    marked_view = saved_inputs(lambda: mark_spikes(spikes.clone()).flatten(0, 1), weight)
+    marked_reshape = saved_inputs(lambda: mark_spikes(spikes.clone().reshape(128, 64)), weight)
+    unmarked = saved_inputs(lambda: spikes.clone().flatten(0, 1), weight)
+    assert [(t.dtype, t.numel()) for t in marked_view] == [(torch.uint8, bits)]
+    assert [(t.dtype, t.numel()) for t in marked_reshape] == [(torch.uint8, bits)]
+    assert [t.dtype for t in unmarked] == [torch.float32]
+
+
+def test_a_reused_id_is_not_taken_for_a_marked_tensor():
+    weight = torch.randn(64, 8, requires_grad=True)
+    kept = []
+    with saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t), compact_spikes():
+        for _ in range(100):
+            mark_spikes(torch.zeros(64, 64))
+        for _ in range(100):
+            (torch.randn(64, 64) @ weight).sum().backward()
+    assert {t.dtype for t in kept} == {torch.float32}

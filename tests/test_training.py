@@ -125,6 +125,13 @@ def test_shipped_recipes_build_their_models(name):
     assert model.num_classes == INFO[cfg.dataset].num_classes
 
 
+@pytest.mark.parametrize("pack", [True, False])
+def test_spike_packing_follows_the_config(pack):
+    cfg = build_config({}, {"pack_saved_spikes": pack})
+    with torch.device("meta"):
+        assert create_model(cfg, INFO[cfg.dataset]).pack_saved_spikes is pack
+
+
 def test_imagenet_recipe_builds_the_published_size():
     with torch.device("meta"):
         model = create_model(build_config(read_recipe("imagenet_10_768_t4"), {}), INFO["imagenet"])

@@ -7,16 +7,19 @@ import os
 
 import torch
 
-from . import spikingjelly_backend, torch_backend
+from . import keep_input, spikingjelly_backend
 from .dynamics import NeuronSpec
 
 BACKENDS = ("auto", "torch", "triton", "spikingjelly")
 TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+_TRITON_INSTALLED = importlib.util.find_spec("triton") is not None
 
 
 def triton_available() -> bool:
-    """Whether the Triton package is installed (it needs CUDA or ``TRITON_INTERPRET=1`` to run)."""
-    return importlib.util.find_spec("triton") is not None
+    """Whether the Triton package is installed (it needs CUDA or ``TRITON_INTERPRET=1`` to run).
+
+    Looked up once, at import: ``torch.compile`` does not trace ``importlib``."""
+    return _TRITON_INSTALLED
 
 
 def resolve_backend(backend: str, x: torch.Tensor) -> str:
@@ -71,13 +74,10 @@ def neuron_multistep(
     ``[...]`` when ``return_state`` (else None)."""
     backend = resolve_backend(backend, x)
     _check_input(x, v_init, backend)
-    if backend == "triton":
-        from . import triton_backend
-
-        return triton_backend.multistep(x, v_init, spec, store_state=return_state)
-    run = torch_backend.multistep if backend == "torch" else spikingjelly_backend.multistep
-    spikes, v_final = run(x, v_init, spec)
-    return spikes, (v_final if return_state else None)
+    if backend == "spikingjelly":
+        spikes, v_final = spikingjelly_backend.multistep(x, v_init, spec)
+        return spikes, (v_final if return_state else None)
+    return keep_input.multistep(x, v_init, spec, backend, return_state)
 
 
 def neuron_input_grad(
@@ -89,12 +89,8 @@ def neuron_input_grad(
     ``triton``."""
     backend = resolve_backend(backend, x)
     _check_input(x, None, backend)
-    if backend == "torch":
-        return torch_backend.input_grad(x, grad_spikes, spec)
-    if backend == "triton":
-        from . import triton_backend
-
-        return triton_backend.input_grad(x, grad_spikes, spec)
+    if backend in ("torch", "triton"):
+        return keep_input.input_grad(x, grad_spikes, spec, backend)
     raise ValueError(
         f"neuron_input_grad has no {backend!r} backend; valid choices: 'torch', 'triton', 'auto'"
     )

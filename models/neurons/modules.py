@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..spike_storage import mark_spikes
 from .dynamics import NeuronSpec
 from .functional import BACKENDS, neuron_multistep
 from .norm_fire import norm_then_fire
@@ -24,8 +25,8 @@ class _MultiStepNeuron(nn.Module):
         """Spikes of ``x`` ``[T, ...]``; with ``norm`` (a BatchNorm applied per time step), of
         ``norm(x)``, whose output is then recomputed in backward instead of kept."""
         if norm is not None:
-            return norm_then_fire(x, norm, self.spec, self.backend)
-        return neuron_multistep(x, self.spec, self.backend)[0]
+            return mark_spikes(norm_then_fire(x, norm, self.spec, self.backend))
+        return mark_spikes(neuron_multistep(x, self.spec, self.backend)[0])
 
     def extra_repr(self) -> str:
         s = self.spec

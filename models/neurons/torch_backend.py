@@ -1,9 +1,11 @@
-"""The ``torch`` backend: an ``autograd.Function`` that keeps only its input for backward.
+"""The ``torch`` backend: forward and backward passes in PyTorch operations (autograd rule:
+:mod:`.keep_input`, which keeps only the input; backward recomputes the membrane).
 
-The time loop runs over blocks of neurons small enough to stay in the CPU cache, and each
-step is a handful of in-place element-wise passes on preallocated buffers (spike masks are
-kept as floating-point 0/1, never as bool, which is slow on CPU). Half-precision inputs are
-computed in float32; float32 and float64 in their own precision.
+On the CPU the time loop runs over blocks of neurons small enough to stay in the cache (on a
+GPU over all neurons at once, one launch per operation), and each step is a handful of
+in-place element-wise passes on preallocated buffers (spike masks are kept as floating-point
+0/1, never as bool, which is slow on CPU). Half-precision inputs are computed in float32;
+float32 and float64 in their own precision.
 """
 
 from __future__ import annotations
@@ -21,9 +23,14 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return dtype if dtype in (torch.float32, torch.float64) else torch.float32
 
 
-def _blocks(n: int):
-    for start in range(0, n, BLOCK_NEURONS):
-        yield slice(start, min(start + BLOCK_NEURONS, n))
+def _block_size(n: int, device: torch.device) -> int:
+    """Neurons per block: ``BLOCK_NEURONS`` on the CPU, all ``n`` elsewhere (at least 1)."""
+    return max(1, min(n, BLOCK_NEURONS) if device.type == "cpu" else n)
+
+
+def _blocks(n: int, size: int):
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
 
 
 def _charge(v: torch.Tensor, x: torch.Tensor, spec: NeuronSpec, out: torch.Tensor) -> None:
@@ -63,17 +70,19 @@ def _block_input(x: torch.Tensor, block: slice, dtype: torch.dtype) -> torch.Ten
     return x[:, block].to(dtype)
 
 
-def forward_sequence(
-    x: torch.Tensor, v_init: torch.Tensor | None, spec: NeuronSpec
+def forward_pass(
+    x: torch.Tensor, v_init: torch.Tensor | None, spec: NeuronSpec, store_state: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Spikes ``[T, N]`` (dtype of ``x``) and final membrane ``[N]`` for input ``x``: ``[T, N]``."""
+    """Spikes ``[T, N]`` (dtype of ``x``) and final membrane ``[N]`` for input ``x``: ``[T, N]``
+    (the membrane is computed either way, so ``store_state`` changes nothing here)."""
     steps, n = x.shape
     dtype = _compute_dtype(x.dtype)
     spikes = torch.empty_like(x)
     v_all = _initial_state(v_init, n, dtype, x.device, spec)
     native = dtype == x.dtype
-    fired = None if native else torch.empty(min(n, BLOCK_NEURONS), dtype=dtype, device=x.device)
-    for block in _blocks(n):
+    width = _block_size(n, x.device)
+    fired = None if native else torch.empty(width, dtype=dtype, device=x.device)
+    for block in _blocks(n, width):
         v = v_all[block]
         xb = _block_input(x, block, dtype)
         for t in range(steps):
@@ -85,7 +94,7 @@ def forward_sequence(
     return spikes, v_all
 
 
-def backward_sequence(
+def backward_pass(
     x: torch.Tensor,
     v_init: torch.Tensor | None,
     grad_spikes: torch.Tensor | None,
@@ -101,11 +110,11 @@ def backward_sequence(
     grad_x = torch.empty_like(x)
     grad_v_init = torch.empty(n, dtype=dtype, device=x.device)
     v_all = _initial_state(v_init, n, dtype, x.device, spec)
-    width = min(n, BLOCK_NEURONS)
+    width = _block_size(n, x.device)
     charged, fired = torch.empty(2, steps, width, dtype=dtype, device=x.device)
     sg, carry, scratch = torch.empty(3, width, dtype=dtype, device=x.device)
     needs_sg = grad_spikes is not None or not spec.detach_reset
-    for block in _blocks(n):
+    for block in _blocks(n, width):
         v = v_all[block]
         size = v.numel()
         xb = _block_input(x, block, dtype)
@@ -144,43 +153,3 @@ def _times_reset_grad_(
     else:
         torch.mul(sg, -spec.v_threshold, out=scratch).add_(1.0)
     carry.mul_(scratch)
-
-
-class MultiStepNeuronFunction(torch.autograd.Function):
-    """Spikes and final membrane of ``x`` ``[T, N]``; saves ``x`` (and ``v_init``) only."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, v_init: torch.Tensor | None, spec: NeuronSpec):
-        spikes, v_final = forward_sequence(x, v_init, spec)
-        ctx.spec = spec
-        ctx.has_v_init = v_init is not None
-        ctx.save_for_backward(x, *([v_init] if v_init is not None else []))
-        ctx.set_materialize_grads(False)
-        return spikes, v_final
-
-    @staticmethod
-    def backward(ctx, grad_spikes: torch.Tensor | None, grad_v: torch.Tensor | None):
-        x, *rest = ctx.saved_tensors
-        v_init = rest[0] if ctx.has_v_init else None
-        grad_x, grad_v_init = backward_sequence(x, v_init, grad_spikes, grad_v, ctx.spec)
-        if v_init is None:
-            return grad_x, None, None
-        return grad_x, grad_v_init.reshape(v_init.shape).to(v_init.dtype), None
-
-
-def input_grad(x: torch.Tensor, grad_spikes: torch.Tensor, spec: NeuronSpec) -> torch.Tensor:
-    """``dL/dx`` ``[T, ...]`` from ``dL/dS`` for the spikes of ``x`` ``[T, ...]`` (from rest)."""
-    steps = x.shape[0]
-    grad_x, _ = backward_sequence(
-        x.reshape(steps, -1), None, grad_spikes.reshape(steps, -1), None, spec
-    )
-    return grad_x.reshape(x.shape)
-
-
-def multistep(
-    x: torch.Tensor, v_init: torch.Tensor | None, spec: NeuronSpec
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Spikes ``[T, ...]`` and final membrane ``[...]`` of ``x`` ``[T, ...]``."""
-    steps = x.shape[0]
-    spikes, v_final = MultiStepNeuronFunction.apply(x.reshape(steps, -1), v_init, spec)
-    return spikes.reshape(x.shape), v_final.reshape(x.shape[1:])

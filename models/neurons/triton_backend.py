@@ -6,10 +6,11 @@ the charge from ``X`` keeping ``H[t]`` in registers (a ``[T, BLOCK]`` tile; ``T`
 compile-time constant), then walks back in time reading ``dL/dS`` and writing ``dL/dX``.
 For ``T > MAX_REGISTER_STEPS`` it keeps ``H`` in a scratch buffer instead.
 
-Both passes are ``torch.library`` custom ops (``maxformer::neuron_forward`` and
-``maxformer::neuron_backward``) with an autograd formula, so ``torch.compile`` traces
-models that use them. Set ``TRITON_INTERPRET=1`` before importing this module to run the
-kernels on the CPU.
+The autograd rule (:mod:`.keep_input`) launches the two kernels. While ``torch.compile``
+traces, they go through ``torch.library`` custom ops (``maxformer::neuron_forward`` and
+``maxformer::neuron_backward``), which the compiler keeps as they are; in eager mode they are
+launched directly, which costs far less host time per call. Set ``TRITON_INTERPRET=1``
+before importing this module to run the kernels on the CPU.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ import triton.language as tl
 from .dynamics import NeuronSpec
 
 BLOCK_FORWARD = 1024
+FORWARD_WARPS = 4
 TILE_ELEMENTS = 2048
 """Elements of one ``[T, BLOCK]`` register tile of the backward kernel."""
+MAX_BACKWARD_WARPS = 4
 MAX_REGISTER_STEPS = 16
 SURROGATE_IDS = {"sigmoid": 0, "atan": 1}
 
@@ -169,6 +172,13 @@ def _backward_scratch_kernel(
         tl.store(gv_init_ptr + offs, carry, mask=mask)
 
 
+def _tile_warps(block: int, element_size: int) -> int:
+    """Warps for a ``[T, block]`` tile: no more than its rows of 16-byte vectors fill, so that
+    every warp lies along the neurons and the sums over time stay in registers."""
+    vectors_per_warp = 32 * (16 // element_size)
+    return max(1, min(MAX_BACKWARD_WARPS, block // vectors_per_warp))
+
+
 def _coefficients(spec: NeuronSpec) -> tuple:
     """The neuron as plain numbers: the trailing arguments of both custom ops."""
     return (
@@ -177,8 +187,7 @@ def _coefficients(spec: NeuronSpec) -> tuple:
     )
 
 
-@torch.library.custom_op("maxformer::neuron_forward", mutates_args=())
-def neuron_forward(
+def launch_forward(
     x: torch.Tensor, v_init: torch.Tensor | None, decay: float, input_gain: float, bias: float,
     v_threshold: float, v_reset: float, hard_reset: bool, detach_reset: bool, surrogate: str,
     alpha: float, store_state: bool,
@@ -193,19 +202,12 @@ def neuron_forward(
     _forward_kernel[(triton.cdiv(n, BLOCK_FORWARD),)](
         x, spikes, v_init, v_out, n, decay, input_gain, bias, v_threshold, v_reset,
         T=steps, HARD_RESET=hard_reset, HAS_V_INIT=v_init is not None,
-        STORE_STATE=store_state, BLOCK=BLOCK_FORWARD,
+        STORE_STATE=store_state, BLOCK=BLOCK_FORWARD, num_warps=FORWARD_WARPS,
     )
     return spikes, v_out
 
 
-@neuron_forward.register_fake
-def _(x, v_init, *coefficients_and_store_state):
-    store_state = coefficients_and_store_state[-1]
-    return torch.empty_like(x), x.new_empty(x.shape[1] if store_state else 0, dtype=torch.float32)
-
-
-@torch.library.custom_op("maxformer::neuron_backward", mutates_args=())
-def neuron_backward(
+def launch_backward(
     x: torch.Tensor, v_init: torch.Tensor | None, grad_spikes: torch.Tensor,
     grad_v: torch.Tensor | None, decay: float, input_gain: float, bias: float,
     v_threshold: float, v_reset: float, hard_reset: bool, detach_reset: bool,
@@ -227,7 +229,8 @@ def neuron_backward(
         block = max(32, TILE_ELEMENTS // t_pow2)
         _backward_kernel[(triton.cdiv(n, block),)](
             x, grad_spikes, grad_x, v_init, grad_v, grad_v_init, n, *numbers,
-            T=steps, T_POW2=t_pow2, BLOCK=block, **flags,
+            T=steps, T_POW2=t_pow2, BLOCK=block, num_warps=_tile_warps(block, x.element_size()),
+            **flags,
         )
     else:
         charged = torch.empty(steps, n, dtype=torch.float32, device=x.device)
@@ -238,50 +241,50 @@ def neuron_backward(
     return grad_x, grad_v_init
 
 
+neuron_forward = torch.library.custom_op("maxformer::neuron_forward", mutates_args=())(
+    launch_forward
+)
+neuron_backward = torch.library.custom_op("maxformer::neuron_backward", mutates_args=())(
+    launch_backward
+)
+
+
+@neuron_forward.register_fake
+def _(x, v_init, *coefficients_and_store_state):
+    store_state = coefficients_and_store_state[-1]
+    return torch.empty_like(x), x.new_empty(x.shape[1] if store_state else 0, dtype=torch.float32)
+
+
 @neuron_backward.register_fake
 def _(x, v_init, grad_spikes, grad_v, *coefficients):
     return torch.empty_like(x), x.new_empty(x.shape[1] if v_init is not None else 0,
                                             dtype=torch.float32)
 
 
-def _setup_context(ctx, inputs, output) -> None:
-    x, v_init, *coefficients, _store_state = inputs
-    ctx.save_for_backward(x, v_init)
-    ctx.coefficients = coefficients
+def _launchers():
+    """The two launchers: as the custom ops while ``torch.compile`` traces (opaque to it), as
+    plain calls in eager mode (a custom op costs a few hundred microseconds of host time)."""
+    if torch.compiler.is_compiling():
+        return neuron_forward, neuron_backward
+    return launch_forward, launch_backward
 
 
-def _backward(ctx, grad_spikes, grad_v):
-    x, v_init = ctx.saved_tensors
+def forward_pass(
+    x: torch.Tensor, v_init: torch.Tensor | None, spec: NeuronSpec, store_state: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Spikes ``[T, N]`` of ``x`` ``[T, N]`` (contiguous) and the fp32 final membrane ``[N]``
+    (empty unless ``store_state``)."""
+    forward, _ = _launchers()
+    return forward(x, v_init, *_coefficients(spec), store_state)
+
+
+def backward_pass(
+    x: torch.Tensor, v_init: torch.Tensor | None, grad_spikes: torch.Tensor | None,
+    grad_v: torch.Tensor | None, spec: NeuronSpec,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``dL/dx`` ``[T, N]`` and ``dL/dv_init`` (fp32 ``[N]``) from the gradients of the spikes
+    and of the final membrane (either may be None)."""
+    _, backward = _launchers()
     grad_spikes = torch.zeros_like(x) if grad_spikes is None else grad_spikes.contiguous()
-    if grad_v is not None:
-        grad_v = grad_v.contiguous() if grad_v.numel() else None
-    grad_x, grad_v_init = neuron_backward(x, v_init, grad_spikes, grad_v, *ctx.coefficients)
-    if v_init is not None:
-        grad_v_init = grad_v_init.to(v_init.dtype)
-    else:
-        grad_v_init = None
-    return (grad_x, grad_v_init) + (None,) * 10
-
-
-neuron_forward.register_autograd(_backward, setup_context=_setup_context)
-
-
-def input_grad(x: torch.Tensor, grad_spikes: torch.Tensor, spec: NeuronSpec) -> torch.Tensor:
-    """``dL/dx`` ``[T, ...]`` from ``dL/dS`` for the spikes of ``x`` ``[T, ...]`` (from rest)."""
-    steps = x.shape[0]
-    grad_x, _ = neuron_backward(
-        x.reshape(steps, -1).contiguous(), None, grad_spikes.reshape(steps, -1).contiguous(),
-        None, *_coefficients(spec),
-    )
-    return grad_x.reshape(x.shape)
-
-
-def multistep(
-    x: torch.Tensor, v_init: torch.Tensor | None, spec: NeuronSpec, store_state: bool = True
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Spikes ``[T, ...]`` and final membrane ``[...]`` (fp32; None unless ``store_state``)."""
-    steps = x.shape[0]
-    x2 = x.reshape(steps, -1).contiguous()
-    v0 = None if v_init is None else v_init.reshape(-1).contiguous()
-    spikes, v_final = neuron_forward(x2, v0, *_coefficients(spec), store_state)
-    return spikes.reshape(x.shape), (v_final.reshape(x.shape[1:]) if store_state else None)
+    grad_v = grad_v.contiguous() if grad_v is not None and grad_v.numel() else None
+    return backward(x, v_init, grad_spikes, grad_v, *_coefficients(spec))

@@ -26,6 +26,7 @@ class TrainConfig:
     model: str = "maxformer_cifar"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     T: int | None = 2
+    pack_saved_spikes: bool = True  # spikes saved for backward in 1 bit (zoo models)
     # data
     dataset: str = "digits"
     data_dir: str | None = None

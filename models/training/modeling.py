@@ -11,6 +11,7 @@ import torch.nn as nn
 from models.training.config import TrainConfig
 from models.training.data import DatasetInfo
 from models.training.errors import UserError
+from models.zoo.backbone import SpikingBackbone
 
 ZOO_PATTERNS = ("maxformer*", "ms_qkformer*", "max_resnet*")
 """timm names of our model zoo, offered when a model name is unknown."""
@@ -33,7 +34,8 @@ def check_model_name(name: str) -> None:
 
 
 def create_model(cfg: TrainConfig, info: DatasetInfo) -> nn.Module:
-    """``timm.create_model(cfg.model, num_classes, in_chans, T, **cfg.model_kwargs)``.
+    """``timm.create_model(cfg.model, num_classes, in_chans, T, **cfg.model_kwargs)``, with
+    ``cfg.pack_saved_spikes`` set on the zoo's models.
 
     Importing ``models`` registers the Max-Former zoo with timm; any other timm model name
     works too (with ``T: null`` for a non-spiking one).
@@ -43,12 +45,15 @@ def create_model(cfg: TrainConfig, info: DatasetInfo) -> nn.Module:
     if cfg.T is not None:
         kwargs["T"] = cfg.T
     try:
-        return timm.create_model(cfg.model, **kwargs)
+        model = timm.create_model(cfg.model, **kwargs)
     except TypeError as err:
         raise UserError(
             f"model {cfg.model} rejects its arguments {sorted(kwargs)}: {err} "
             f"(set T: null for a non-spiking model; check model_kwargs)"
         ) from err
+    if isinstance(model, SpikingBackbone):
+        model.pack_saved_spikes = cfg.pack_saved_spikes
+    return model
 
 
 def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:

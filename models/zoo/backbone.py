@@ -1,10 +1,11 @@
 """The timm model API that every spiking network of the zoo shares.
 
 A network is a stem that makes its input time-major (`[T, B, C, H, W]`), a list of stages and
-a head. While training, binary tensors that autograd saves for backward (the spike inputs of
+a head. While training, the neurons' spikes that autograd saves for backward (the inputs of
 convolutions, linear layers and spike-matrix products) are kept in 1 bit per element and
 restored exactly (`models.spike_storage`); set `pack_saved_spikes = False` to keep them as
-they are. Under `torch.compile` the compiler chooses what to keep instead.
+they are (more memory, fewer passes over it). Under `torch.compile` the compiler chooses what
+to keep instead.
 """
 
 from collections.abc import Callable
