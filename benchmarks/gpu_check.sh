@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU checks in one command (about 6 minutes on an H200, each part time-limited so a slow
+# GPU checks in one command (about 5 minutes on an H200, each part time-limited so a slow
 # part cannot starve the rest): the Triton kernels against the torch backend and the
 # original's golden outputs, torch.compile with inductor, then the launch-setting sweep and
 # both benchmarks. Writes gpu_check.log and six JSON files to $OUT (the device tool's folder)
@@ -39,7 +39,7 @@ part tests 90 python3 -m pytest -q -p no:cacheprovider "${workers[@]}" tests/tes
     tests/test_models_golden.py::test_float32_triton_backend_matches_original
 part tune_lif 45 python3 -m benchmarks.tune_lif --steps 4 --log2-neurons 24 --dtype bf16 \
     --json "$out/tune_lif.json"
-part bench_lif 200 python3 -m benchmarks.bench_lif --steps 1 4 16 --log2-neurons 20 24 26 \
+part bench_lif 160 python3 -m benchmarks.bench_lif --steps 4 16 --log2-neurons 20 24 26 \
     --dtypes fp32 bf16 --json "$out/bench_lif.json"
 part bench_model 60 python3 -m benchmarks.bench_model --reference --json "$out/bench_model.json"
 part bench_model_unpacked 45 python3 -m benchmarks.bench_model --no-pack \

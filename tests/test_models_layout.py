@@ -1,5 +1,6 @@
 """The model zoo: checkpoint layouts, presets, the ablation specification and input checks."""
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -243,6 +244,29 @@ def test_max_resnet_timm_feature_api() -> None:
     assert model.get_classifier() is model.fc1
 
 
+@pytest.mark.parametrize(
+    "name, kwargs, dropped",
+    [
+        ("maxformer_cifar", {"embed_dims": 32, "num_heads": 2}, ("patch_embed3.", "stage3.")),
+        ("max_resnet18", {"embed_dims": (8, 16, 32)}, ("layer3.",)),
+    ],
+)
+def test_pruned_model_gives_the_same_intermediates(name, kwargs, dropped) -> None:
+    model = timm.create_model(name, T=2, **kwargs).eval()
+    pruned = copy.deepcopy(model)
+    assert pruned.prune_intermediate_layers(indices=[0, 1]) == [0, 1]
+    x = torch.randn(1, 3, 16, 16)
+    with torch.no_grad():
+        full = model.forward_intermediates(x, indices=[0, 1], intermediates_only=True)
+        kept = pruned.forward_intermediates(x, indices=[0, 1], intermediates_only=True)
+        features = pruned(x)
+    assert all(torch.equal(a, b) for a, b in zip(full, kept, strict=True))
+    assert not [k for k in pruned.state_dict() if k.startswith(dropped)]
+    assert len(pruned.state_dict()) < len(model.state_dict())
+    assert pruned.num_features == full[1].shape[2] and features.shape == (1, full[1].shape[2])
+    assert len(pruned.feature_info) == 2
+
+
 def test_features_only_gives_time_averaged_stage_outputs() -> None:
     torch.manual_seed(0)
     kwargs = {"embed_dims": 32, "num_heads": 2, "T": 2}
@@ -257,3 +281,26 @@ def test_features_only_gives_time_averaged_stage_outputs() -> None:
     assert len(maps) == 3
     for fmap, stage in zip(maps, stages, strict=True):
         torch.testing.assert_close(fmap, stage.mean(0))
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, steps",
+    [
+        ("maxformer_10_768.t1_in1k", {}, 1),
+        ("maxformer_10_768.t4_in1k", {}, 4),
+        ("maxformer_10_768", {}, 4),
+        ("maxformer_10_768.t1_in1k", {"T": 2}, 2),
+        ("ms_qkformer_10_768.t1_in1k", {}, 1),
+    ],
+)
+def test_a_pretrained_tag_sets_time_steps(name, kwargs, steps) -> None:
+    with torch.device("meta"):
+        assert timm.create_model(name, **kwargs).T == steps
+
+
+def test_default_checkpoint_sets_time_steps_when_pretrained() -> None:
+    from models.zoo.build import tagged_time_steps
+
+    assert tagged_time_steps("ms_qkformer_10_768", True, None) == 1
+    assert tagged_time_steps("ms_qkformer_10_768", False, None) is None
+    assert tagged_time_steps("maxformer_cifar", True, None) is None

@@ -15,6 +15,7 @@ from models.training.errors import UserError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DATASETS = ("digits", "cifar10", "cifar100", "imagenet", "cifar10dvs", "dvsgesture", "fake")
+EVENT_DATASETS = ("cifar10dvs", "dvsgesture")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 
 
@@ -37,6 +38,9 @@ class TrainConfig:
     std: list[float] | None = None
     train_samples: int | None = None
     workers: int = 0
+    # augmentation of event frames (the original event training)
+    event_augment: bool = False  # one random shear/translation/rotation/cutout per clip
+    T_train: int | None = None  # train on this many of the T frames, drawn per batch
     # augmentation (timm)
     aa: str | None = None
     scale: list[float] = field(default_factory=lambda: [0.08, 1.0])
@@ -85,6 +89,15 @@ class TrainConfig:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.T is not None and self.T < 1:
             raise UserError(f"T must be at least 1 (or null for a non-spiking model), got {self.T}")
+        for key in ("event_augment", "T_train"):
+            if getattr(self, key) not in (None, False) and self.dataset not in EVENT_DATASETS:
+                raise UserError(
+                    f"{key} is for event frames; dataset {self.dataset!r} has none "
+                    f"(event datasets: {', '.join(EVENT_DATASETS)})"
+                )
+        if self.T_train is not None:
+            if not 1 <= self.T_train <= (self.T or 0):
+                raise UserError(f"T_train must be between 1 and T ({self.T}), got {self.T_train}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-container copy, as saved in ``config.yaml`` and in checkpoints."""

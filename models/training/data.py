@@ -24,6 +24,7 @@ from torchvision.datasets import CIFAR10, CIFAR100, DatasetFolder, FakeData, Ima
 from models.training.config import TrainConfig
 from models.training.distributed import DistContext
 from models.training.errors import UserError
+from models.training.event_augment import augment_clip
 
 DIGITS_SPLIT_SEED = 0  # the fixed stratified 80/20 split of the digits
 CIFAR10DVS_TRAIN_SHARE = 0.9  # the paper's per-class 9:1 split
@@ -116,17 +117,19 @@ class FrameClips(Dataset):
 
 
 class FrameTransform:
-    """Resize event frames ``[T, C, H, W]`` to ``size`` and, when training, flip the clip."""
+    """Resize event frames ``[T, C, H, W]`` to ``size`` and, when training, flip the clip
+    (probability ``hflip``) and, with ``augment``, apply one random operation of
+    :func:`models.training.event_augment.augment_clip`."""
 
-    def __init__(self, size: int, hflip: float) -> None:
-        self.size, self.hflip = size, hflip
+    def __init__(self, size: int, hflip: float, augment: bool = False) -> None:
+        self.size, self.hflip, self.augment = size, hflip, augment
 
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
         if frames.shape[-2:] != (self.size, self.size):
             frames = F.interpolate(frames, size=(self.size, self.size), mode="area")
         if self.hflip > 0 and random.random() < self.hflip:
             frames = frames.flip(-1)
-        return frames
+        return augment_clip(frames) if self.augment else frames
 
 
 def image_transform(cfg: TrainConfig, info: DatasetInfo, train: bool):
@@ -282,7 +285,7 @@ def build_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset, DatasetInfo]:
         frames=known.frames,
     )
     if info.frames:
-        train_tf = FrameTransform(cfg.img_size, cfg.hflip)
+        train_tf = FrameTransform(cfg.img_size, cfg.hflip, cfg.event_augment)
         eval_tf = FrameTransform(cfg.img_size, 0.0)
     else:
         train_tf, eval_tf = image_transform(cfg, info, True), image_transform(cfg, info, False)

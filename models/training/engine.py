@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from models.training.distributed import DistContext, all_ranks, all_reduce_sum
 from models.training.errors import TrainingDiverged
+from models.training.event_augment import sample_frames
 
 
 @dataclass
@@ -71,6 +72,7 @@ def train_one_epoch(
     ctx: DistContext,
     *,
     mixup=None,
+    frames_per_clip: int | None = None,
     scaler: torch.amp.GradScaler | None = None,
     amp_dtype: torch.dtype | None = None,
     clip_grad: float | None = None,
@@ -82,9 +84,11 @@ def train_one_epoch(
 ) -> EpochResult:
     """Train over ``loader`` until it ends or ``stop_requested()`` holds on some rank.
 
-    ``done_batches``: batches of this epoch already trained before a resume (the loader's
-    sampler starts after them). Raises :class:`TrainingDiverged` at the first non-finite loss
-    on any rank, before the optimizer applies it; a stop leaves the current batch untrained.
+    ``frames_per_clip``: train event clips ``[B, T, C, H, W]`` on that many of their frames,
+    drawn per batch after mixing. ``done_batches``: batches of this epoch already trained
+    before a resume (the loader's sampler starts after them). Raises :class:`TrainingDiverged`
+    at the first non-finite loss on any rank, before the optimizer applies it; a stop leaves
+    the current batch untrained.
     """
     model.train()
     start = time.perf_counter()
@@ -97,6 +101,8 @@ def train_one_epoch(
         targets = targets.to(ctx.device, non_blocking=True)
         if mixup is not None:
             inputs, targets = _mix(mixup, inputs, targets)
+        if frames_per_clip is not None:
+            inputs = sample_frames(inputs, frames_per_clip)
         _, loss = forward_loss(model, inputs, targets, criterion, amp_dtype)
         finite = bool(torch.isfinite(loss).item())
         all_finite, go_on = all_ranks([finite, not stop_requested()])

@@ -226,7 +226,8 @@ def _train(cfg, output, checkpoint, progress, ctx, stop) -> TrainResult:
         lr = optimizer.param_groups[0]["lr"]
         try:
             result = train_one_epoch(
-                net, train_dl, criterion, optimizer, ctx, mixup=mixup, scaler=scaler,
+                net, train_dl, criterion, optimizer, ctx, mixup=mixup,
+                frames_per_clip=cfg.T_train, scaler=scaler,
                 amp_dtype=dtype, clip_grad=cfg.clip_grad, ema=ema,
                 stop_requested=stop.requested, done_batches=done_batches,
                 progress=progress, desc=f"epoch {epoch + 1}/{total_epochs}",

@@ -34,6 +34,10 @@ class SpikingBackbone(nn.Module):
         """One callable per stage, `[T, B, C, H, W] -> [T, B, C', H', W']`."""
         raise NotImplementedError
 
+    def _stage_module_names(self, index: int) -> list[str]:
+        """Names of the submodules that make up stage `index`."""
+        raise NotImplementedError
+
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         raise NotImplementedError
 
@@ -87,6 +91,26 @@ class SpikingBackbone(nn.Module):
         if intermediates_only:
             return intermediates
         return x, intermediates
+
+    def prune_intermediate_layers(
+        self,
+        indices: int | list[int] = 1,
+        prune_norm: bool = False,
+        prune_head: bool = True,
+    ) -> list[int]:
+        """Drop the stages after the last one `indices` takes (as in `forward_intermediates`)
+        and, with `prune_head`, the classifier; returns the indices taken. `prune_norm` is
+        accepted for timm's API: these networks have no final norm."""
+        take_indices, max_index = feature_take_indices(self.num_stages, indices)
+        for index in range(max_index + 1, self.num_stages):
+            for name in self._stage_module_names(index):
+                delattr(self, name)
+        self.num_stages = max_index + 1
+        self.feature_info = self.feature_info[: max_index + 1]
+        if prune_head:
+            self.num_features = self.head_hidden_size = self.feature_info[-1]["num_chs"]
+            self.reset_classifier(0)
+        return take_indices
 
     def get_classifier(self) -> nn.Module:
         return getattr(self, self.classifier_name)

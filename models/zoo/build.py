@@ -1,10 +1,11 @@
 """Construction of the zoo's models: stage widths, timm configs and the checkpoint filter."""
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.models import build_model_with_cfg
+from timm.models import build_model_with_cfg, resolve_pretrained_cfg
 from torch import nn
 
 from models.checkpoint import checkpoint_filter_fn, safe_checkpoint_globals
@@ -57,13 +58,29 @@ def cifar_cfg(**kwargs: Any) -> dict[str, Any]:
     }
 
 
+def tagged_time_steps(variant: str, pretrained: bool, pretrained_cfg: Any) -> int | None:
+    """T named by the pretrained tag (`t1_in1k` -> 1): the tag asked for, or with `pretrained`
+    the architecture's default one; None when there is none or it names no T."""
+    if pretrained_cfg is None and not pretrained:
+        return None
+    tag = resolve_pretrained_cfg(variant, pretrained_cfg=pretrained_cfg).tag or ""
+    match = re.match(r"t(\d+)_", tag)
+    return int(match.group(1)) if match else None
+
+
 def build_spiking_model(
     model_cls: Callable[..., nn.Module], variant: str, pretrained: bool, **kwargs: Any
 ) -> nn.Module:
     """timm's `build_model_with_cfg` with our checkpoint filter; weights are read with
     `weights_only=True`, allowing the `argparse.Namespace` the original training scripts store.
-    `kwargs` must hold `depths`. `features_only=True` gives the stage outputs averaged over time
-    (`forward_intermediates`), of the stages in `out_indices` (default: all)."""
+    `kwargs` must hold `depths`. Unless `T` is given, a pretrained tag that names T sets it
+    (`maxformer_10_768.t1_in1k` runs with T=1). `features_only=True` gives the stage outputs
+    averaged over time (`forward_intermediates`), of the stages in `out_indices` (default:
+    all)."""
+    if "T" not in kwargs:
+        steps = tagged_time_steps(variant, pretrained, kwargs.get("pretrained_cfg"))
+        if steps is not None:
+            kwargs["T"] = steps
     out_indices = kwargs.pop("out_indices", tuple(range(len(kwargs["depths"]))))
     with safe_checkpoint_globals():
         return build_model_with_cfg(

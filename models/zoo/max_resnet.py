@@ -67,6 +67,9 @@ class MaxResNet(SpikingBackbone):
     def _stages(self) -> list[Stage]:
         return [getattr(self, f"layer{i + 1}") for i in range(self.num_stages)]
 
+    def _stage_module_names(self, index: int) -> list[str]:
+        return [f"layer{index + 1}"]
+
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         """`[T, B, C, h, w]` -> logits `[B, num_classes]` (or pooled spike rates `[B, C]`)."""
         rates = self.spike(x).mean((3, 4)).mean(0)

@@ -106,6 +106,9 @@ class SpikingFormer(SpikingBackbone):
             for i in range(self.num_stages)
         ]
 
+    def _stage_module_names(self, index: int) -> list[str]:
+        return [f"patch_embed{index + 1}", f"stage{index + 1}"]
+
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         """`[T, B, dim, h, w]` -> logits `[B, num_classes]` (or spike rates `[B, dim]`)."""
         rates = self.head_lif(x.flatten(3).mean(3)).mean(0)
