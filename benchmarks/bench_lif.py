@@ -100,8 +100,7 @@ def neuron_step(backend: str, x: torch.Tensor, grad: torch.Tensor, mode: str) ->
     """A closure running one neuron call (and its backward) on ``x`` ``[T, N]``."""
     spec = NeuronSpec()
     if backend == "spikingjelly-mp":
-        def fire(inputs):
-            return spikingjelly_mixed_precision(inputs)
+        fire = spikingjelly_mixed_precision
     else:
         def fire(inputs):
             return neuron_multistep(inputs, spec, backend)[0]

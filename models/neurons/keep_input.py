@@ -31,7 +31,6 @@ class KeepInputFunction(torch.autograd.Function):
         forward_pass, _ = _passes(backend)
         spikes, v_final = forward_pass(x, v_init, spec, store_state)
         ctx.spec, ctx.backend = spec, backend
-        ctx.has_v_init = v_init is not None
         ctx.save_for_backward(x, *([v_init] if v_init is not None else []))
         ctx.set_materialize_grads(False)
         return spikes, v_final
@@ -39,12 +38,12 @@ class KeepInputFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_spikes, grad_v):
         x, *rest = ctx.saved_tensors
-        v_init = rest[0] if ctx.has_v_init else None
+        v_init = rest[0] if rest else None
         _, backward_pass = _passes(ctx.backend)
         grad_x, grad_v_init = backward_pass(x, v_init, grad_spikes, grad_v, ctx.spec)
         if v_init is None:
             return grad_x, None, None, None, None
-        return grad_x, grad_v_init.reshape(v_init.shape).to(v_init.dtype), None, None, None
+        return grad_x, grad_v_init.to(v_init.dtype), None, None, None
 
 
 def multistep(

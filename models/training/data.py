@@ -21,7 +21,7 @@ from timm.data import create_transform
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision.datasets import CIFAR10, CIFAR100, DatasetFolder, FakeData, ImageFolder
 
-from models.training.config import TrainConfig
+from models.training.config import EVENT_DATASETS, TrainConfig
 from models.training.distributed import DistContext
 from models.training.errors import UserError
 from models.training.event_augment import augment_clip
@@ -40,17 +40,16 @@ class DatasetInfo:
     in_chans: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    frames: bool  # True: samples are [T, C, H, W] event frames; False: images
 
 
 INFO = {
-    "digits": DatasetInfo(10, 1, (0.5,), (0.5,), False),
-    "cifar10": DatasetInfo(10, 3, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), False),
-    "cifar100": DatasetInfo(100, 3, (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761), False),
-    "imagenet": DatasetInfo(1000, 3, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), False),
-    "cifar10dvs": DatasetInfo(10, 2, (0.0, 0.0), (1.0, 1.0), True),
-    "dvsgesture": DatasetInfo(11, 2, (0.0, 0.0), (1.0, 1.0), True),
-    "fake": DatasetInfo(10, 3, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), False),
+    "digits": DatasetInfo(10, 1, (0.5,), (0.5,)),
+    "cifar10": DatasetInfo(10, 3, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": DatasetInfo(100, 3, (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)),
+    "imagenet": DatasetInfo(1000, 3, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "cifar10dvs": DatasetInfo(10, 2, (0.0, 0.0), (1.0, 1.0)),
+    "dvsgesture": DatasetInfo(11, 2, (0.0, 0.0), (1.0, 1.0)),
+    "fake": DatasetInfo(10, 3, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
 }
 
 
@@ -282,9 +281,8 @@ def build_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset, DatasetInfo]:
         in_chans=known.in_chans,
         mean=tuple(cfg.mean) if cfg.mean else known.mean,
         std=tuple(cfg.std) if cfg.std else known.std,
-        frames=known.frames,
     )
-    if info.frames:
+    if cfg.dataset in EVENT_DATASETS:
         train_tf = FrameTransform(cfg.img_size, cfg.hflip, cfg.event_augment)
         eval_tf = FrameTransform(cfg.img_size, 0.0)
     else:

@@ -65,7 +65,7 @@ class MaxResNet(SpikingBackbone):
         return per_step(x, self.conv1, self.bn1)
 
     def _stages(self) -> list[Stage]:
-        return [getattr(self, f"layer{i + 1}") for i in range(self.num_stages)]
+        return [getattr(self, self._stage_module_names(i)[0]) for i in range(self.num_stages)]
 
     def _stage_module_names(self, index: int) -> list[str]:
         return [f"layer{index + 1}"]

@@ -101,8 +101,7 @@ class SpikingFormer(SpikingBackbone):
 
     def _stages(self) -> list[Stage]:
         return [
-            partial(_embed_then_blocks, getattr(self, f"patch_embed{i + 1}"),
-                    getattr(self, f"stage{i + 1}"))
+            partial(_embed_then_blocks, *(getattr(self, n) for n in self._stage_module_names(i)))
             for i in range(self.num_stages)
         ]
 
