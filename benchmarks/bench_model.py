@@ -17,8 +17,6 @@ import argparse
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterable
-from typing import TypeVar
 
 import timm
 import torch
@@ -27,27 +25,7 @@ from torch import nn
 import models  # noqa: F401  (registers the model zoo with timm)
 from benchmarks.common import device_name, write_json
 from models.neurons import BACKENDS
-
-T = TypeVar("T")
-
-
-def kept_for_backward(
-    run: Callable[[], T], exclude: Iterable[torch.Tensor] = ()
-) -> tuple[T, int]:
-    """``run()``'s result and the bytes of the tensors autograd keeps for its backward, not
-    counting those that share memory with ``exclude`` (say, the parameters)."""
-    excluded = {t.data_ptr() for t in exclude}
-    total = 0
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        nonlocal total
-        if t.data_ptr() not in excluded:
-            total += t.numel() * t.element_size()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        result = run()
-    return result, total
+from models.spike_storage import kept_for_backward
 
 
 def saved_bytes(model: nn.Module, x: torch.Tensor) -> int:

@@ -35,9 +35,10 @@ def safe_checkpoint_globals() -> Iterator[None]:
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint file on the CPU without running code from it."""
+    """Read a checkpoint file on the CPU without running code from it; a missing, unreadable or
+    unsafe file raises :class:`CheckpointError`."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"no checkpoint file at {os.fspath(path)!r}")
+        raise CheckpointError(f"no checkpoint file at {os.fspath(path)!r}")
     try:
         with safe_checkpoint_globals():
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)

@@ -1,36 +1,49 @@
-"""Keep spike tensors saved for backward in 1 bit per element, and restore them exactly.
+"""What autograd keeps for backward: spike tensors in 1 bit per element, and how much is kept.
 
 Layers that read spikes (convolutions, linear layers, spike-matrix products) save their
-spike input for backward as a float tensor of 0s and 1s. Neurons declare their outputs with
-:func:`mark_spikes`; inside :func:`compact_spikes`, a saved tensor that is such an output, or
-a view of one, is stored as packed bits (32x smaller than float32) and unpacked bit for bit
-when backward needs it. Anything else is kept as it is. Nothing is checked on the values, so
-packing never waits for the GPU.
+spike input for backward as a float tensor of 0s and 1s. Inside :func:`compact_spikes`, the
+outputs of a model's neurons (every :class:`models.neurons.MultiStepNeuron`) are marked as
+spikes; a saved tensor that is such an output, or a view of one, is stored as packed bits
+(32x smaller than float32) and unpacked bit for bit, with its strides and alignment, when
+backward needs it, so backward runs the same kernels on the same memory layout. Anything
+else is kept as it is. Nothing is checked on the values, so packing never waits for the GPU.
+:func:`mark_spikes` marks other tensors by hand.
 """
 
 from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
+from torch import nn
+
+from models.neurons import MultiStepNeuron
 
 MIN_ELEMENTS = 4096
 """Smaller tensors are not worth packing."""
 
+ALIGNMENT_ELEMENTS = 64
+"""An unpacked tensor starts at the same offset modulo this many elements as the original."""
+
 _MARKED: list[dict[int, weakref.ref]] = []
 """One registry per active :func:`compact_spikes`: ``id(tensor) -> weak reference``."""
+
+Result = TypeVar("Result")
 
 
 @dataclass(frozen=True)
 class PackedSpikes:
     """A 0/1 tensor stored as bits: ``bits`` ``[ceil(numel / 8)]`` uint8 (or what an outer
-    saved-tensor hook made of them)."""
+    saved-tensor hook made of them), and the layout to restore."""
 
     bits: object
     shape: torch.Size
+    stride: tuple[int, ...]
+    offset: int
     dtype: torch.dtype
 
 
@@ -70,26 +83,36 @@ def _is_marked(x: torch.Tensor, marked: dict[int, weakref.ref]) -> bool:
 
 
 def pack(x: torch.Tensor) -> PackedSpikes:
-    """Bits of the 0/1 tensor ``x`` (any shape), eight to a byte."""
+    """Bits of the 0/1 tensor ``x`` (any shape and strides), eight to a byte."""
     flat = x.reshape(-1).to(torch.uint8)
     pad = (-flat.numel()) % 8
     if pad:
         flat = torch.cat([flat, flat.new_zeros(pad)])
     bits = (flat.view(-1, 8) * _weights(x.device)).sum(1, dtype=torch.uint8)
-    return PackedSpikes(bits, x.shape, x.dtype)
+    offset = x.storage_offset() % ALIGNMENT_ELEMENTS
+    return PackedSpikes(bits, x.shape, x.stride(), offset, x.dtype)
 
 
 def unpack(packed: PackedSpikes) -> torch.Tensor:
-    """The tensor that :func:`pack` packed, exactly."""
+    """The tensor that :func:`pack` packed: same values, shape, strides and offset modulo
+    ``ALIGNMENT_ELEMENTS``."""
     bits = packed.bits.unsqueeze(1).bitwise_and(_weights(packed.bits.device)).ne(0)
-    numel = packed.shape.numel()
-    return bits.reshape(-1)[:numel].to(packed.dtype).reshape(packed.shape)
+    values = bits.reshape(-1)[: packed.shape.numel()].reshape(packed.shape)
+    steps = zip(packed.shape, packed.stride, strict=True)
+    span = 1 + sum((size - 1) * step for size, step in steps) if packed.shape.numel() else 0
+    storage = torch.empty(packed.offset + span, dtype=packed.dtype, device=values.device)
+    out = storage.as_strided(packed.shape, packed.stride, packed.offset)
+    return out.copy_(values)
+
+
+def _mark_output(module: nn.Module, inputs: object, output: torch.Tensor) -> None:
+    mark_spikes(output)
 
 
 @contextlib.contextmanager
-def compact_spikes(enabled: bool = True) -> Iterator[None]:
-    """Inside, spike tensors (see :func:`mark_spikes`) saved for backward take 1 bit per
-    element.
+def compact_spikes(model: nn.Module | None = None, enabled: bool = True) -> Iterator[None]:
+    """Inside, the spikes of ``model``'s neurons (and tensors given to :func:`mark_spikes`)
+    saved for backward take 1 bit per element.
 
     Saved-tensor hooks already active outside (a memory probe, CPU offloading) still apply:
     they receive the packed bits instead of the spike tensor.
@@ -106,19 +129,50 @@ def compact_spikes(enabled: bool = True) -> Iterator[None]:
             packed = pack(x)
             if outer_pack is None:
                 return packed
-            return PackedSpikes(outer_pack(packed.bits), packed.shape, packed.dtype)
+            return PackedSpikes(outer_pack(packed.bits), *_layout(packed))
         return x if outer_pack is None else outer_pack(x)
 
     def unpack_hook(saved) -> torch.Tensor:
         if isinstance(saved, PackedSpikes):
             if outer_unpack is None:
                 return unpack(saved)
-            return unpack(PackedSpikes(outer_unpack(saved.bits), saved.shape, saved.dtype))
+            return unpack(PackedSpikes(outer_unpack(saved.bits), *_layout(saved)))
         return saved if outer_unpack is None else outer_unpack(saved)
 
+    modules = [] if model is None else model.modules()
+    handles = [
+        module.register_forward_hook(_mark_output)
+        for module in modules
+        if isinstance(module, MultiStepNeuron)
+    ]
     _MARKED.append(marked)
     try:
         with torch.autograd.graph.saved_tensors_hooks(pack_hook, unpack_hook):
             yield
     finally:
         _MARKED.remove(marked)
+        for handle in handles:
+            handle.remove()
+
+
+def _layout(packed: PackedSpikes) -> tuple:
+    return packed.shape, packed.stride, packed.offset, packed.dtype
+
+
+def kept_for_backward(
+    run: Callable[[], Result], exclude: Iterable[torch.Tensor] = ()
+) -> tuple[Result, int]:
+    """``run()``'s result and the bytes of the tensors autograd keeps for its backward, not
+    counting those that share memory with ``exclude`` (say, the parameters)."""
+    excluded = {t.data_ptr() for t in exclude}
+    total = 0
+
+    def count(t: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        if t.data_ptr() not in excluded:
+            total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(count, lambda t: t):
+        result = run()
+    return result, total

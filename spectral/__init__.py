@@ -3,7 +3,7 @@
 Depends on numpy, scipy and torch only; works on any tensors and ``nn.Module``.
 """
 
-from .feature import delta_log_amplitude, high_frequency_ratio, radial_profile
+from .feature import delta_log_amplitude, high_frequency_ratio, is_binary, radial_profile
 from .neuron import (
     cascade_transfer,
     estimate_transfer_welch,
@@ -20,6 +20,7 @@ __all__ = [
     "delta_log_amplitude",
     "estimate_transfer_welch",
     "high_frequency_ratio",
+    "is_binary",
     "lif_cutoff",
     "measure_neuron_response",
     "neuron_transfer",

@@ -20,10 +20,15 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
-__all__ = ["delta_log_amplitude", "high_frequency_ratio", "radial_profile"]
+__all__ = ["delta_log_amplitude", "high_frequency_ratio", "is_binary", "radial_profile"]
 
 
 CHUNK = 256  # maps transformed at a time when spectra are averaged
+
+
+def is_binary(x: torch.Tensor) -> bool:
+    """Whether every value of ``x`` (any shape) is 0 or 1: a spike tensor."""
+    return bool(torch.logical_or(x == 0, x == 1).all())
 
 
 def _check_maps(x: torch.Tensor | ArrayLike) -> torch.Tensor | np.ndarray:

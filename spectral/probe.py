@@ -11,7 +11,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .feature import _check_cutoff, _delta_log_amplitude, _high_frequency_ratio, _spectra
+from .feature import (
+    _check_cutoff,
+    _delta_log_amplitude,
+    _high_frequency_ratio,
+    _spectra,
+    is_binary,
+)
 
 __all__ = ["LayerSpectrum", "SpectrumProbe"]
 
@@ -126,7 +132,7 @@ class SpectrumProbe:
             self.results.append(_skipped(name, shape, reason))
             return
         output = output.detach()
-        binary = bool(((output == 0) | (output == 1)).all())
+        binary = is_binary(output)
         power, amplitude = _spectra(output, average=True)
         radii, profile = _delta_log_amplitude(amplitude)
         self.results.append(

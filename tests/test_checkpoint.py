@@ -128,7 +128,7 @@ def test_truncated_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_missing_file_is_reported(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="no checkpoint file"):
+    with pytest.raises(CheckpointError, match="no checkpoint file"):
         load_checkpoint(tiny_model(0), tmp_path / "absent.pth")
 
 

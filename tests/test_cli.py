@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from models.cli import COMMANDS, build_parser, main
-from models.training.config import build_config, read_recipe
-from models.training.trainer import train
+from models.app.cli import COMMANDS, build_parser, main
+from models.app.config import build_config, config_from_args, read_recipe
+from models.app.training.trainer import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -33,9 +33,7 @@ def test_help_lists_subcommands_and_options(capsys):
 def test_overrides_reach_the_config():
     args = build_parser().parse_args(["train", "--epochs", "3", "--lr", "0.01", "--set",
                                       "aa=null", "--set", "scale=[1, 1]", "--download"])
-    from models.training.cmd_train import overrides_from
-
-    cfg = build_config(read_recipe(args.config), overrides_from(args))
+    cfg = config_from_args(args)
     assert (cfg.epochs, cfg.lr, cfg.aa, cfg.scale, cfg.download) == (3, 0.01, None, [1, 1], True)
 
 
@@ -59,7 +57,7 @@ def test_user_errors_are_one_clear_line(argv, message, capsys):
 
 
 def test_module_entry_point_reports_error_without_traceback():
-    done = subprocess.run([sys.executable, "-m", "models.cli", "train", "--set", "T=zero"],
+    done = subprocess.run([sys.executable, "-m", "models.app.cli", "train", "--set", "T=zero"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2
     assert "config key T expects" in done.stderr and "Traceback" not in done.stderr

@@ -8,10 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from models.training.config import build_config
-from models.training.data import build_datasets, eval_loader, train_loader
-from models.training.distributed import DistContext
-from models.training.errors import UserError
+from models.app.config import build_config
+from models.app.data import build_datasets, eval_loader, train_loader
+from models.app.errors import UserError
+from models.app.training.distributed import DistContext
 
 CPU = torch.device("cpu")
 
@@ -182,7 +182,7 @@ def test_train_shards_disjoint_and_eval_shards_exact():
     val = torch.utils.data.Subset(val, range(101))  # uneven over 2 ranks
     seen, evaluated = [], []
     for rank in range(2):
-        ctx = DistContext(rank=rank, world_size=2, local_rank=rank, device=CPU)
+        ctx = DistContext(rank=rank, world_size=2, device=CPU)
         loader = train_loader(train, cfg, ctx)
         loader.sampler.set_epoch(3)
         seen.append(set(loader.sampler))

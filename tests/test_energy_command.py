@@ -6,8 +6,8 @@ import json
 import pytest
 import torch
 
-from models import cli
-from models.energy import command
+from models.app import cli
+from models.app.commands import energy as command
 
 FIRST_CONV_FLOPS = 32 * 32 * 48 * 3 * 9  # maxformer_cifar: stage 1 is 96 wide, its stem 48
 
@@ -77,8 +77,8 @@ def test_event_model_without_T_asks_for_it(capsys):
 
 @pytest.mark.usefixtures("one_thread")
 def test_training_checkpoint_supplies_model_and_settings(tmp_path, capsys):
-    from models.training.config import build_config, read_recipe
-    from models.training.trainer import train
+    from models.app.config import build_config, read_recipe
+    from models.app.training.trainer import train
 
     tiny = {"epochs": 1, "model_kwargs": {"embed_dims": 16}, "T": 1, "img_size": 8,
             "batch_size": 64}

@@ -8,7 +8,6 @@ import torch
 from spikingjelly.activation_based import neuron as sj_neuron
 from spikingjelly.activation_based import surrogate as sj_surrogate
 
-from benchmarks.bench_model import kept_for_backward
 from models.neurons import (
     MultiStepIF,
     MultiStepLIF,
@@ -18,6 +17,7 @@ from models.neurons import (
     neuron_multistep,
     resolve_backend,
 )
+from models.spike_storage import kept_for_backward
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 SHAPES = {1: (13,), 2: (3, 7), 4: (2, 3, 5), 7: (11,), 16: (4, 9)}

@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from benchmarks.bench_model import kept_for_backward
 from models.layers.spiking import per_step
 from models.neurons import MultiStepLIF
+from models.spike_storage import kept_for_backward
 
 
 def run(z, norm, neuron, fused: bool):

@@ -6,8 +6,7 @@ import torch
 from torch.autograd.graph import saved_tensors_hooks
 
 import models  # noqa: F401  (registers the model zoo)
-from benchmarks.bench_model import kept_for_backward
-from models.spike_storage import compact_spikes, mark_spikes, pack, unpack
+from models.spike_storage import compact_spikes, kept_for_backward, mark_spikes, pack, unpack
 
 
 @pytest.mark.parametrize("shape", [(5,), (3, 7, 11), (2, 4096)])

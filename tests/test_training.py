@@ -7,13 +7,13 @@ import pytest
 import torch
 import yaml
 
-from models.cli import main
-from models.training.checkpointing import LAST, load_training_checkpoint
-from models.training.config import build_config, config_keys, read_recipe, recipe_names
-from models.training.data import INFO
-from models.training.errors import TrainingDiverged, UserError
-from models.training.modeling import create_model
-from models.training.trainer import resume_config, train
+from models.app.cli import main
+from models.app.config import build_config, config_keys, read_recipe, recipe_names
+from models.app.datasets import DATASETS
+from models.app.errors import TrainingDiverged, UserError
+from models.app.modeling import model_for_config
+from models.app.training.checkpointing import LAST, load_training_checkpoint
+from models.app.training.trainer import resume_config, train
 
 # a Max-Former small enough for the CPU tests: 8x8 digits, 16 channels, one time step
 TINY = {
@@ -121,20 +121,21 @@ def test_config_keys_are_checked():
 def test_shipped_recipes_build_their_models(name):
     cfg = build_config(read_recipe(name), {})
     with torch.device("meta"):  # shapes only, no memory
-        model = create_model(cfg, INFO[cfg.dataset])
-    assert model.num_classes == INFO[cfg.dataset].num_classes
+        model = model_for_config(cfg, DATASETS[cfg.dataset])
+    assert model.num_classes == DATASETS[cfg.dataset].num_classes
 
 
 @pytest.mark.parametrize("pack", [True, False])
 def test_spike_packing_follows_the_config(pack):
     cfg = build_config({}, {"pack_saved_spikes": pack})
     with torch.device("meta"):
-        assert create_model(cfg, INFO[cfg.dataset]).pack_saved_spikes is pack
+        assert model_for_config(cfg, DATASETS[cfg.dataset]).pack_saved_spikes is pack
 
 
 def test_imagenet_recipe_builds_the_published_size():
     with torch.device("meta"):
-        model = create_model(build_config(read_recipe("imagenet_10_768_t4"), {}), INFO["imagenet"])
+        cfg = build_config(read_recipe("imagenet_10_768_t4"), {})
+        model = model_for_config(cfg, DATASETS["imagenet"])
     assert round(sum(p.numel() for p in model.parameters()) / 1e6, 2) == 63.99  # paper: 63.99M
 
 

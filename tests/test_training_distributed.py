@@ -7,11 +7,11 @@ import socket
 import torch
 import torch.multiprocessing as mp
 
-from models.training.config import build_config, read_recipe
-from models.training.data import build_datasets, eval_loader
-from models.training.distributed import DistContext
-from models.training.engine import evaluate
-from models.training.trainer import train
+from models.app.config import build_config, read_recipe
+from models.app.data import build_datasets, eval_loader
+from models.app.training.distributed import DistContext
+from models.app.training.engine import evaluate
+from models.app.training.trainer import train
 
 TINY = {"model_kwargs": {"embed_dims": 16}, "T": 1, "img_size": 8, "batch_size": 16,
         "warmup_epochs": 0, "workers": 0, "epochs": 1, "train_samples": 128}
@@ -55,7 +55,7 @@ def test_two_process_gloo_epoch(tmp_path):
 
     model = timm.create_model(cfg.model, num_classes=10, in_chans=1, T=1, embed_dims=16)
     model.load_state_dict(w0)
-    ctx = DistContext(0, 1, 0, torch.device("cpu"))
+    ctx = DistContext(0, 1, torch.device("cpu"))
     whole = evaluate(model, eval_loader(val, 64, 0, ctx), ctx)
     assert whole["images"] == 360
     assert abs(whole["acc1"] - s0["final_acc1"]) < 1e-9

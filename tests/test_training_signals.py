@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from models.training.checkpointing import LAST, atomic_save
+from models.app.training.checkpointing import LAST, atomic_save
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_ARGS = ["--set", "model_kwargs={embed_dims: 16}", "--set", "train_samples=320", "--T", "1",
@@ -20,7 +20,7 @@ TINY_ARGS = ["--set", "model_kwargs={embed_dims: 16}", "--set", "train_samples=3
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread per process on a shared CPU
 WRITER = """
 import sys, torch
-from models.training.checkpointing import atomic_save
+from models.app.training.checkpointing import atomic_save
 atomic_save({"model": {"w": torch.ones(64, 1024, 1024)}}, sys.argv[1])
 """
 
@@ -58,7 +58,7 @@ def test_failed_write_keeps_previous_and_leaves_no_temporary(tmp_path):
 
 def test_sigint_saves_resumable_checkpoint_and_resume_finishes(tmp_path):
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "models.cli", "train", "--output", str(run), *TINY_ARGS]
+    cmd = [sys.executable, "-m", "models.app.cli", "train", "--output", str(run), *TINY_ARGS]
     proc = subprocess.Popen([*cmd, "--epochs", "50"], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=ENV)
     deadline = time.monotonic() + 300

@@ -38,7 +38,8 @@ from torch import Tensor, nn
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 
 from models.energy.report import EnergyReport, LayerEnergy, NeuronRate, stage_of
-from models.neurons.modules import _MultiStepNeuron
+from models.neurons import MultiStepNeuron
+from spectral import is_binary
 
 aten = torch.ops.aten
 
@@ -49,11 +50,6 @@ PRODUCTS = {
     aten.baddbmm.default: (1, 2),
 }
 """Matrix products: op -> positions of its operands A and B in `A @ B`."""
-
-
-def is_spikes(x: Tensor) -> bool:
-    """Whether every value of `x` is 0 or 1."""
-    return bool(torch.logical_or(x == 0, x == 1).all())
 
 
 def firing_rate(x: Tensor) -> float:
@@ -84,16 +80,16 @@ def _count_op(func: object, args: Sequence, out: object, weights: set[int]) -> _
         x, weight, transposed = args[0], args[1], args[6]
         per_element = weight.shape[1] * math.prod(weight.shape[2:])
         ops = (x.numel() if transposed else out.numel()) * per_element
-        return _Op("conv", ops, [x], x if is_spikes(x) else None)
+        return _Op("conv", ops, [x], x if is_binary(x) else None)
     if func in PRODUCTS:
         a, b = (args[i] for i in PRODUCTS[func])
         ops = a.numel() * b.shape[-1]
         data = [t for t in (a, b) if t.untyped_storage().data_ptr() not in weights]
         kind = "matmul" if len(data) == 2 else "linear"
         data = data or [a, b]
-        gate = next((t for t in data if is_spikes(t)), None)
+        gate = next((t for t in data if is_binary(t)), None)
         return _Op(kind, ops, data, gate)
-    if func is aten.sum.dim_IntList and is_spikes(args[0]):
+    if func is aten.sum.dim_IntList and is_binary(args[0]):
         return _Op("sum", args[0].numel(), [args[0]], args[0])
     return None
 
@@ -145,7 +141,7 @@ class EnergyMeter:
         model: nn.Module,
         T: int | None = None,
         time_major: bool = False,
-        neuron_types: tuple[type[nn.Module], ...] = (_MultiStepNeuron,),
+        neuron_types: tuple[type[nn.Module], ...] = (MultiStepNeuron,),
     ) -> None:
         self.model = model
         self.T = T
@@ -292,7 +288,7 @@ def measure_energy(
     inputs: Tensor,
     T: int | None = None,
     time_major: bool = False,
-    neuron_types: tuple[type[nn.Module], ...] = (_MultiStepNeuron,),
+    neuron_types: tuple[type[nn.Module], ...] = (MultiStepNeuron,),
 ) -> EnergyReport:
     """FLOPs, MACs, SOPs, energy and firing rates of `model` on one batch, per image.
 

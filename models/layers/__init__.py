@@ -5,19 +5,28 @@ from models.layers.embeddings import EMBEDDINGS, create_embedding, embedding_str
 from models.layers.mixers import MIXERS, create_mixer
 from models.layers.mlp import SpikingMLP
 from models.layers.residual import MSBasicBlock
-from models.layers.spiking import ATTENTION_THRESHOLD, LIFFactory, lif_factory, per_step
+from models.layers.spiking import (
+    ATTENTION_THRESHOLD,
+    NEURONS,
+    NeuronFactory,
+    neuron_factory,
+    per_step,
+    pool,
+)
 
 __all__ = [
     "ATTENTION_THRESHOLD",
     "EMBEDDINGS",
     "MIXERS",
-    "LIFFactory",
+    "NEURONS",
+    "NeuronFactory",
     "MSBasicBlock",
     "SpikingBlock",
     "SpikingMLP",
     "create_embedding",
     "create_mixer",
     "embedding_stride",
-    "lif_factory",
+    "neuron_factory",
     "per_step",
+    "pool",
 ]

@@ -4,7 +4,7 @@ from torch import Tensor, nn
 
 from models.layers.mixers import create_mixer
 from models.layers.mlp import SpikingMLP
-from models.layers.spiking import LIFFactory
+from models.layers.spiking import NeuronFactory
 
 
 class SpikingBlock(nn.Module):
@@ -15,13 +15,14 @@ class SpikingBlock(nn.Module):
     """
 
     def __init__(
-        self, dim: int, mixer: str, lif: LIFFactory, num_heads: int = 8, mlp_ratio: float = 4.0
+        self, dim: int, mixer: str, neuron: NeuronFactory, num_heads: int = 8,
+        mlp_ratio: float = 4.0,
     ) -> None:
         super().__init__()
-        token_mixer = create_mixer(mixer, dim, lif, num_heads)
+        token_mixer = create_mixer(mixer, dim, neuron, num_heads)
         self._mixer_name = token_mixer.checkpoint_name
         self.add_module(self._mixer_name, token_mixer)
-        self.mlp = SpikingMLP(dim, int(dim * mlp_ratio), lif)
+        self.mlp = SpikingMLP(dim, int(dim * mlp_ratio), neuron)
 
     @property
     def token_mixer(self) -> nn.Module:

@@ -8,18 +8,12 @@ potential. Attribute names are those of the published checkpoints.
 
 from torch import Tensor, nn
 
-from models.layers.spiking import LIFFactory, per_step
+from models.layers.spiking import NeuronFactory, per_step, pool
 
 
 def _pool(kind: str | None) -> nn.Module:
     """Down-sampling by 2 after a convolution: `"max"`, `"avg"` or `None` (no pooling)."""
-    if kind is None:
-        return nn.Identity()
-    if kind == "max":
-        return nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-    if kind == "avg":
-        return nn.AvgPool2d(kernel_size=3, stride=2, padding=1, count_include_pad=False)
-    raise ValueError(f"unknown pooling {kind!r}; valid: 'max', 'avg', None")
+    return nn.Identity() if kind is None else pool(kind, stride=2)
 
 
 class ConvBN(nn.Module):
@@ -52,11 +46,11 @@ class EmbedOrig(nn.Module):
 
     stride = 1
 
-    def __init__(self, in_chans: int, dim: int, lif: LIFFactory) -> None:
+    def __init__(self, in_chans: int, dim: int, neuron: NeuronFactory) -> None:
         super().__init__()
         self.proj_conv = nn.Conv2d(in_chans, dim // 2, 3, padding=1, bias=False)
         self.proj_bn = nn.BatchNorm2d(dim // 2)
-        self.lif = lif()
+        self.lif = neuron()
         self.embed1 = ConvBN(dim // 2, dim, 3)
         self.embed2 = ConvBN(dim // 2, dim, 1)
 
@@ -71,12 +65,12 @@ class EmbedOrigImageNet(nn.Module):
 
     stride = 4
 
-    def __init__(self, in_chans: int, dim: int, lif: LIFFactory) -> None:
+    def __init__(self, in_chans: int, dim: int, neuron: NeuronFactory) -> None:
         super().__init__()
         self.embed1 = ConvBN(in_chans, dim // 2, 3, stride=2)
-        self.lif1 = lif()
+        self.lif1 = neuron()
         self.embed2 = ConvBN(dim // 2, dim, 3, stride=2)
-        self.lif2 = lif()
+        self.lif2 = neuron()
         self.embed3 = ConvBN(dim, dim, 3)
         self.embed4 = ConvBN(dim // 2, dim, 1, stride=2)
 
@@ -94,12 +88,12 @@ class EmbedPool(nn.Module):
 
     stride = 2
 
-    def __init__(self, in_chans: int, dim: int, lif: LIFFactory, pool: str = "max") -> None:
+    def __init__(self, in_chans: int, dim: int, neuron: NeuronFactory, pool: str = "max") -> None:
         super().__init__()
         self._pooled_name, self._shortcut_name = f"{pool}_embed1", f"{pool}_embed2"
-        self.lif1 = lif()
+        self.lif1 = neuron()
         self.add_module(self._pooled_name, ConvBN(in_chans, dim, 3, pool=pool))
-        self.lif2 = lif()
+        self.lif2 = neuron()
         self.embed1 = ConvBN(dim, dim, 3)
         self.add_module(self._shortcut_name, ConvBN(in_chans, dim, 1, pool=pool))
 
@@ -120,13 +114,15 @@ class EmbedDownsampleLast(nn.Module):
 
     stride = 2
 
-    def __init__(self, in_chans: int, dim: int, lif: LIFFactory, downsample: str = "max") -> None:
+    def __init__(
+        self, in_chans: int, dim: int, neuron: NeuronFactory, downsample: str = "max"
+    ) -> None:
         super().__init__()
         if downsample not in ("max", "conv"):
             raise ValueError(f"unknown downsample {downsample!r}; valid: 'max', 'conv'")
-        self.lif1 = lif()
+        self.lif1 = neuron()
         self.embed1 = ConvBN(in_chans, dim, 3)
-        self.lif2 = lif()
+        self.lif2 = neuron()
         if downsample == "max":
             self._down_name = "max_embed1"
             down = ConvBN(dim, dim, 3, pool="max")
@@ -148,15 +144,15 @@ class EmbedMaxPlus(nn.Module):
 
     stride = 8
 
-    def __init__(self, in_chans: int, dim: int, lif: LIFFactory) -> None:
+    def __init__(self, in_chans: int, dim: int, neuron: NeuronFactory) -> None:
         super().__init__()
         self.proj_conv = nn.Conv2d(in_chans, dim // 8, 3, padding=1, bias=False)
         self.proj_bn = nn.BatchNorm2d(dim // 8)
-        self.lif1 = lif()
+        self.lif1 = neuron()
         self.max_embed1 = ConvBN(dim // 8, dim // 4, 3, pool="max")
-        self.lif2 = lif()
+        self.lif2 = neuron()
         self.max_embed2 = ConvBN(dim // 4, dim // 2, 3, pool="max")
-        self.lif3 = lif()
+        self.lif3 = neuron()
         self.max_embed3 = ConvBN(dim // 2, dim, 3, pool="max")
         self.embed1 = ConvBN(dim // 4, dim, 1, stride=4)
 
@@ -172,16 +168,16 @@ class QKFormerStem(nn.Module):
 
     stride = 4
 
-    def __init__(self, in_chans: int, dim: int, lif: LIFFactory) -> None:
+    def __init__(self, in_chans: int, dim: int, neuron: NeuronFactory) -> None:
         super().__init__()
         self.proj_conv = nn.Conv2d(in_chans, dim // 2, 3, padding=1, bias=False)
         self.proj_bn = nn.BatchNorm2d(dim // 2)
         self.maxpool = _pool("max")
-        self.proj_lif1 = lif()
+        self.proj_lif1 = neuron()
         self.proj_conv1 = nn.Conv2d(dim // 2, dim, 3, padding=1, bias=False)
         self.proj_bn1 = nn.BatchNorm2d(dim)
         self.maxpool1 = _pool("max")
-        self.proj_lif2 = lif()
+        self.proj_lif2 = neuron()
         self.proj_conv2 = nn.Conv2d(dim, dim, 3, padding=1, bias=False)
         self.proj_bn2 = nn.BatchNorm2d(dim)
         self.rpe_conv = nn.Conv2d(dim // 2, dim, 1, stride=2, bias=False)
@@ -200,13 +196,13 @@ class QKFormerEmbed(nn.Module):
 
     stride = 2
 
-    def __init__(self, in_chans: int, dim: int, lif: LIFFactory) -> None:
+    def __init__(self, in_chans: int, dim: int, neuron: NeuronFactory) -> None:
         super().__init__()
-        self.init_lif = lif()
+        self.init_lif = neuron()
         self.proj3_conv = nn.Conv2d(in_chans, dim, 3, padding=1, bias=False)
         self.proj3_bn = nn.BatchNorm2d(dim)
         self.proj3_maxpool = _pool("max")
-        self.proj3_lif = lif()
+        self.proj3_lif = neuron()
         self.proj4_conv = nn.Conv2d(dim, dim, 3, padding=1, bias=False)
         self.proj4_bn = nn.BatchNorm2d(dim)
         self.proj_res_conv = nn.Conv2d(in_chans, dim, 1, stride=2, bias=False)
@@ -238,10 +234,10 @@ def embedding_stride(name: str) -> int:
     return _lookup(name)[0].stride
 
 
-def create_embedding(name: str, in_chans: int, dim: int, lif: LIFFactory) -> nn.Module:
+def create_embedding(name: str, in_chans: int, dim: int, neuron: NeuronFactory) -> nn.Module:
     """Embedding `name` (a key of `EMBEDDINGS`): `[T, B, in_chans, H, W] -> [T, B, dim, ...]`."""
     cls, kwargs = _lookup(name)
-    return cls(in_chans, dim, lif, **kwargs)
+    return cls(in_chans, dim, neuron, **kwargs)
 
 
 def _lookup(name: str) -> tuple[type[nn.Module], dict]:

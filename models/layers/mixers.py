@@ -9,7 +9,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from models.layers.spiking import ATTENTION_THRESHOLD, LIFFactory, per_step
+from models.layers.spiking import ATTENTION_THRESHOLD, NeuronFactory, per_step, pool
 
 
 class IdentityMixer(nn.Module):
@@ -28,12 +28,7 @@ class PoolMixer(nn.Module):
 
     def __init__(self, kind: str = "max") -> None:
         super().__init__()
-        if kind == "max":
-            self.pool = nn.MaxPool2d(kernel_size=3, stride=1, padding=1)
-        elif kind == "avg":
-            self.pool = nn.AvgPool2d(kernel_size=3, stride=1, padding=1, count_include_pad=False)
-        else:
-            raise ValueError(f"unknown pooling {kind!r}; valid: 'max', 'avg'")
+        self.pool = pool(kind, stride=1)
 
     def forward(self, x: Tensor) -> Tensor:
         return per_step(x, self.pool)
@@ -49,12 +44,12 @@ class DepthwiseConvMixer(nn.Module):
     checkpoint_name = "mixer"
     _PUBLISHED_CONV_NAMES = {7: "conv5"}
 
-    def __init__(self, dim: int, lif: LIFFactory, kernel_size: int = 3) -> None:
+    def __init__(self, dim: int, neuron: NeuronFactory, kernel_size: int = 3) -> None:
         super().__init__()
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be a positive odd number, got {kernel_size}")
         self._conv_name = self._PUBLISHED_CONV_NAMES.get(kernel_size, "conv")
-        self.lif = lif()
+        self.lif = neuron()
         self.add_module(
             self._conv_name,
             nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim),
@@ -79,23 +74,23 @@ class _SpikeAttention(nn.Module):
 
     checkpoint_name = "attn"
 
-    def __init__(self, dim: int, lif: LIFFactory, num_heads: int, projections: str) -> None:
+    def __init__(self, dim: int, neuron: NeuronFactory, num_heads: int, projections: str) -> None:
         super().__init__()
         _check_heads(dim, num_heads)
         self.num_heads = num_heads
-        self.x_lif = lif()
+        self.x_lif = neuron()
         for name in projections:
             self.add_module(f"{name}_conv", nn.Conv1d(dim, dim, 1, bias=False))
             self.add_module(f"{name}_bn", nn.BatchNorm1d(dim))
-            self.add_module(f"{name}_lif", lif())
-        self.attn_lif = lif(v_threshold=ATTENTION_THRESHOLD)
+            self.add_module(f"{name}_lif", neuron())
+        self.attn_lif = neuron(v_threshold=ATTENTION_THRESHOLD)
         self.proj_conv = nn.Conv1d(dim, dim, 1)
         self.proj_bn = nn.BatchNorm1d(dim)
 
     def _project(self, tokens: Tensor, name: str) -> Tensor:
         """Spikes of projection `name`: `[T, B, C, N] -> [T, B, C, N]`."""
-        conv, bn, lif = (getattr(self, f"{name}_{part}") for part in ("conv", "bn", "lif"))
-        return lif(per_step(tokens, conv), norm=bn)
+        conv, bn, neuron = (getattr(self, f"{name}_{part}") for part in ("conv", "bn", "lif"))
+        return neuron(per_step(tokens, conv), norm=bn)
 
 
 class SpikingSelfAttention(_SpikeAttention):
@@ -110,13 +105,14 @@ class SpikingSelfAttention(_SpikeAttention):
     scale = 0.125
 
     def __init__(
-        self, dim: int, lif: LIFFactory, num_heads: int = 8, dwc_kernel_size: int | None = None
+        self, dim: int, neuron: NeuronFactory, num_heads: int = 8,
+        dwc_kernel_size: int | None = None,
     ) -> None:
-        super().__init__(dim, lif, num_heads, projections="qkv")
+        super().__init__(dim, neuron, num_heads, projections="qkv")
         if dwc_kernel_size is None:
             self.dwc = None
         else:
-            self.dwc_neuron = lif()
+            self.dwc_neuron = neuron()
             self.dwc = nn.Conv2d(
                 dim, dim, dwc_kernel_size, padding=dwc_kernel_size // 2, groups=dim
             )
@@ -148,8 +144,8 @@ class TokenQKAttention(_SpikeAttention):
     `[T, B, dim, H, W] -> [T, B, dim, H, W]`.
     """
 
-    def __init__(self, dim: int, lif: LIFFactory, num_heads: int = 8) -> None:
-        super().__init__(dim, lif, num_heads, projections="qk")
+    def __init__(self, dim: int, neuron: NeuronFactory, num_heads: int = 8) -> None:
+        super().__init__(dim, neuron, num_heads, projections="qk")
 
     def forward(self, x: Tensor) -> Tensor:
         steps, batch, channels, height, width = x.shape
@@ -163,24 +159,26 @@ class TokenQKAttention(_SpikeAttention):
         return x + out.reshape(steps, batch, channels, height, width)
 
 
-MixerFactory = Callable[[int, LIFFactory, int], nn.Module]
+MixerFactory = Callable[[int, NeuronFactory, int], nn.Module]
 
 MIXERS: dict[str, MixerFactory] = {
-    "identity": lambda dim, lif, heads: IdentityMixer(),
-    "max_pool": lambda dim, lif, heads: PoolMixer("max"),
-    "avg_pool": lambda dim, lif, heads: PoolMixer("avg"),
-    "dwc3": lambda dim, lif, heads: DepthwiseConvMixer(dim, lif, kernel_size=3),
-    "dwc5": lambda dim, lif, heads: DepthwiseConvMixer(dim, lif, kernel_size=5),
-    "dwc7": lambda dim, lif, heads: DepthwiseConvMixer(dim, lif, kernel_size=7),
-    "ssa": lambda dim, lif, heads: SpikingSelfAttention(dim, lif, heads),
-    "ssa_dwc": lambda dim, lif, heads: SpikingSelfAttention(dim, lif, heads, dwc_kernel_size=5),
-    "qk": lambda dim, lif, heads: TokenQKAttention(dim, lif, heads),
+    "identity": lambda dim, neuron, heads: IdentityMixer(),
+    "max_pool": lambda dim, neuron, heads: PoolMixer("max"),
+    "avg_pool": lambda dim, neuron, heads: PoolMixer("avg"),
+    "dwc3": lambda dim, neuron, heads: DepthwiseConvMixer(dim, neuron, kernel_size=3),
+    "dwc5": lambda dim, neuron, heads: DepthwiseConvMixer(dim, neuron, kernel_size=5),
+    "dwc7": lambda dim, neuron, heads: DepthwiseConvMixer(dim, neuron, kernel_size=7),
+    "ssa": lambda dim, neuron, heads: SpikingSelfAttention(dim, neuron, heads),
+    "ssa_dwc": lambda dim, neuron, heads: SpikingSelfAttention(
+        dim, neuron, heads, dwc_kernel_size=5
+    ),
+    "qk": lambda dim, neuron, heads: TokenQKAttention(dim, neuron, heads),
 }
-"""Mixer names of the model specification: name -> constructor `(dim, lif, num_heads)`."""
+"""Mixer names of the model specification: name -> constructor `(dim, neuron, num_heads)`."""
 
 
-def create_mixer(name: str, dim: int, lif: LIFFactory, num_heads: int) -> nn.Module:
+def create_mixer(name: str, dim: int, neuron: NeuronFactory, num_heads: int) -> nn.Module:
     """Token mixer `name` (a key of `MIXERS`) of width `dim`; `num_heads` is used by attention."""
     if name not in MIXERS:
         raise ValueError(f"unknown token mixer {name!r}; valid: {', '.join(MIXERS)}")
-    return MIXERS[name](dim, lif, num_heads)
+    return MIXERS[name](dim, neuron, num_heads)

@@ -2,7 +2,7 @@
 
 from torch import Tensor, nn
 
-from models.layers.spiking import LIFFactory, per_step
+from models.layers.spiking import NeuronFactory, per_step
 
 
 class SpikingMLP(nn.Module):
@@ -12,13 +12,13 @@ class SpikingMLP(nn.Module):
     the hidden layer also gets a membrane shortcut, as in the published models.
     """
 
-    def __init__(self, dim: int, hidden_dim: int, lif: LIFFactory) -> None:
+    def __init__(self, dim: int, hidden_dim: int, neuron: NeuronFactory) -> None:
         super().__init__()
         self.hidden_shortcut = hidden_dim == dim
-        self.fc1_lif = lif()
+        self.fc1_lif = neuron()
         self.fc1_conv = nn.Conv2d(dim, hidden_dim, 1)
         self.fc1_bn = nn.BatchNorm2d(hidden_dim)
-        self.fc2_lif = lif()
+        self.fc2_lif = neuron()
         self.fc2_conv = nn.Conv2d(hidden_dim, dim, 1)
         self.fc2_bn = nn.BatchNorm2d(dim)
 

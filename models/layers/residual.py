@@ -2,7 +2,7 @@
 
 from torch import Tensor, nn
 
-from models.layers.spiking import LIFFactory, per_step
+from models.layers.spiking import NeuronFactory, per_step, pool
 
 
 class MSBasicBlock(nn.Module):
@@ -18,7 +18,7 @@ class MSBasicBlock(nn.Module):
         self,
         in_chans: int,
         out_chans: int,
-        lif: LIFFactory,
+        neuron: NeuronFactory,
         stride: int = 1,
         downsample: str = "max",
     ) -> None:
@@ -28,13 +28,13 @@ class MSBasicBlock(nn.Module):
         if downsample not in ("max", "conv"):
             raise ValueError(f"unknown downsample {downsample!r}; valid: 'max', 'conv'")
         pooled = stride == 2 and downsample == "max"
-        self.spike1 = lif()
+        self.spike1 = neuron()
         self.conv1 = nn.Conv2d(
             in_chans, out_chans, 3, stride=1 if pooled else stride, padding=1, bias=False
         )
         self.bn1 = nn.BatchNorm2d(out_chans)
-        self.maxpool1 = nn.MaxPool2d(3, stride=2, padding=1) if pooled else nn.Identity()
-        self.spike2 = lif()
+        self.maxpool1 = pool("max", stride=2) if pooled else nn.Identity()
+        self.spike2 = neuron()
         self.conv2 = nn.Conv2d(out_chans, out_chans, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(out_chans)
         if stride != 1 or in_chans != out_chans:

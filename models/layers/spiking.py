@@ -9,31 +9,49 @@ from functools import partial
 
 from torch import Tensor, nn
 
-from models.neurons import MultiStepLIF
+from models.neurons import MultiStepIF, MultiStepLIF, MultiStepReLU
 
-LIFFactory = Callable[..., nn.Module]
-"""Constructor of a model's neurons: `lif()` for a standard neuron, `lif(v_threshold=0.5)`."""
+NeuronFactory = Callable[..., nn.Module]
+"""Constructor of a model's neurons: `neuron()` for a standard neuron,
+`neuron(v_threshold=0.5)` for the attention neuron."""
+
+NEURONS = ("lif", "if", "relu")
+"""The neurons a model can be built with (its twins): the same layers and state dict."""
 
 ATTENTION_THRESHOLD = 0.5
 """Firing threshold of the neuron on attention scores (SSA, QK-attention), as published."""
 
 
-def lif_factory(backend: str = "auto") -> LIFFactory:
+def _relu(**neuron_kwargs: object) -> nn.Module:
+    return MultiStepReLU()
+
+
+def neuron_factory(neuron: str = "lif", backend: str = "auto") -> NeuronFactory:
     """The one place where the models' neurons are configured.
 
-    LIF with tau 2, threshold 1, hard reset to 0, decay_input, detached reset and the sigmoid
-    surrogate (alpha 4): spikingjelly 0.0.0.0.12's `MultiStepLIFNode(tau=2.0, detach_reset=True)`.
+    `"lif"`: LIF with tau 2, threshold 1, hard reset to 0, decay_input, detached reset and the
+    sigmoid surrogate (alpha 4), spikingjelly 0.0.0.0.12's
+    `MultiStepLIFNode(tau=2.0, detach_reset=True)`; `"if"`: the IF neuron with the same
+    threshold, reset and surrogate; `"relu"`: ReLU (the ANN twin; thresholds are ignored).
     """
-    return partial(
-        MultiStepLIF,
-        tau=2.0,
-        v_threshold=1.0,
-        v_reset=0.0,
-        decay_input=True,
-        detach_reset=True,
-        surrogate="sigmoid",
-        backend=backend,
-    )
+    common = dict(v_threshold=1.0, v_reset=0.0, detach_reset=True, surrogate="sigmoid")
+    if neuron == "lif":
+        return partial(MultiStepLIF, tau=2.0, decay_input=True, backend=backend, **common)
+    if neuron == "if":
+        return partial(MultiStepIF, backend=backend, **common)
+    if neuron == "relu":
+        return _relu
+    raise ValueError(f"unknown neuron {neuron!r}; valid: {', '.join(NEURONS)}")
+
+
+def pool(kind: str, stride: int) -> nn.Module:
+    """3x3 max- or average-pooling (`kind` `"max"` or `"avg"`, padding 1, the average over
+    the pixels inside the image) of frames `[N, C, H, W]`."""
+    if kind == "max":
+        return nn.MaxPool2d(kernel_size=3, stride=stride, padding=1)
+    if kind == "avg":
+        return nn.AvgPool2d(kernel_size=3, stride=stride, padding=1, count_include_pad=False)
+    raise ValueError(f"unknown pooling {kind!r}; valid: 'max', 'avg'")
 
 
 def per_step(x: Tensor, *layers: Callable[[Tensor], Tensor]) -> Tensor:

@@ -13,13 +13,15 @@ from .functional import (
     neuron_multistep,
     resolve_backend,
 )
-from .modules import MultiStepIF, MultiStepLIF
+from .modules import MultiStepIF, MultiStepLIF, MultiStepNeuron, MultiStepReLU
 
 __all__ = [
     "BACKENDS",
     "SURROGATES",
     "MultiStepIF",
     "MultiStepLIF",
+    "MultiStepNeuron",
+    "MultiStepReLU",
     "NeuronSpec",
     "if_multistep",
     "lif_multistep",

@@ -5,14 +5,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..spike_storage import mark_spikes
 from .dynamics import NeuronSpec
 from .functional import BACKENDS, neuron_multistep
-from .norm_fire import norm_then_fire
+from .norm_fire import norm_per_step, norm_then_fire
 
 
-class _MultiStepNeuron(nn.Module):
-    """Spikes ``[T, ...]`` of input ``[T, ...]``; the membrane starts at ``v_reset`` every call."""
+class MultiStepNeuron(nn.Module):
+    """The base class of the multi-step neurons: spikes ``[T, ...]`` of input ``[T, ...]``; the
+    membrane starts at ``v_reset`` every call. Other packages find a model's neurons by this
+    class (``isinstance(module, MultiStepNeuron)``)."""
 
     def __init__(self, spec: NeuronSpec, backend: str) -> None:
         super().__init__()
@@ -25,8 +26,8 @@ class _MultiStepNeuron(nn.Module):
         """Spikes of ``x`` ``[T, ...]``; with ``norm`` (a BatchNorm applied per time step), of
         ``norm(x)``, whose output is then recomputed in backward instead of kept."""
         if norm is not None:
-            return mark_spikes(norm_then_fire(x, norm, self.spec, self.backend))
-        return mark_spikes(neuron_multistep(x, self.spec, self.backend)[0])
+            return norm_then_fire(x, norm, self.spec, self.backend)
+        return neuron_multistep(x, self.spec, self.backend)[0]
 
     def extra_repr(self) -> str:
         s = self.spec
@@ -39,7 +40,7 @@ class _MultiStepNeuron(nn.Module):
         )
 
 
-class MultiStepLIF(_MultiStepNeuron):
+class MultiStepLIF(MultiStepNeuron):
     """Multi-step LIF neurons; arguments as :func:`models.neurons.lif_multistep`."""
 
     def __init__(
@@ -57,7 +58,7 @@ class MultiStepLIF(_MultiStepNeuron):
         super().__init__(spec, backend)
 
 
-class MultiStepIF(_MultiStepNeuron):
+class MultiStepIF(MultiStepNeuron):
     """Multi-step IF neurons; arguments as :func:`models.neurons.if_multistep`."""
 
     def __init__(
@@ -71,3 +72,11 @@ class MultiStepIF(_MultiStepNeuron):
     ) -> None:
         spec = NeuronSpec(None, v_threshold, v_reset, True, detach_reset, surrogate, alpha)
         super().__init__(spec, backend)
+
+
+class MultiStepReLU(nn.Module):
+    """ReLU where a network has a spiking neuron (its ANN twin): ``[T, ...] -> [T, ...]``,
+    called like a neuron (with ``norm``, a BatchNorm applied per time step first)."""
+
+    def forward(self, x: torch.Tensor, norm: nn.Module | None = None) -> torch.Tensor:
+        return torch.relu(x if norm is None else norm_per_step(x, norm))

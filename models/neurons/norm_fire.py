@@ -61,6 +61,11 @@ class _NormThenFire(torch.autograd.Function):
         return grad_z.reshape(z.shape), grad_weight, grad_bias, None, None, None
 
 
+def norm_per_step(z: Tensor, norm: nn.Module) -> Tensor:
+    """``norm`` (a frame-wise module) applied to every time step of ``z`` ``[T, B, ...]``."""
+    return norm(z.flatten(0, 1)).reshape(z.shape)
+
+
 def norm_then_fire(z: Tensor, norm: nn.Module, spec: NeuronSpec, backend: str) -> Tensor:
     """Spikes ``[T, B, C, ...]`` of the neuron ``spec`` on ``norm(z)``, ``z`` ``[T, B, C, ...]``,
     ``norm`` applied per time step.
@@ -72,5 +77,5 @@ def norm_then_fire(z: Tensor, norm: nn.Module, spec: NeuronSpec, backend: str) -
         backend, z
     ) in ("torch", "triton")
     if not fusable:
-        return neuron_multistep(norm(z.flatten(0, 1)).reshape(z.shape), spec, backend)[0]
+        return neuron_multistep(norm_per_step(z, norm), spec, backend)[0]
     return _NormThenFire.apply(z, norm.weight, norm.bias, norm, spec, backend)

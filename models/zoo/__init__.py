@@ -1,7 +1,27 @@
 """The model zoo; importing it registers every preset with timm."""
 
+import timm
+
 from models.zoo import max_resnet, maxformer, ms_qkformer
+from models.zoo.backbone import SpikingBackbone
 from models.zoo.max_resnet import MaxResNet
 from models.zoo.spiking_former import SpikingFormer
 
-__all__ = ["MaxResNet", "SpikingFormer", "max_resnet", "maxformer", "ms_qkformer"]
+ZOO_MODULES = (max_resnet, maxformer, ms_qkformer)
+
+
+def zoo_model_names() -> list[str]:
+    """The timm names of the zoo's models (``maxformer_cifar``, ...), sorted."""
+    return timm.list_models(module=[module.__name__.rsplit(".", 1)[-1] for module in ZOO_MODULES])
+
+
+__all__ = [
+    "MaxResNet",
+    "SpikingBackbone",
+    "SpikingFormer",
+    "ZOO_MODULES",
+    "max_resnet",
+    "maxformer",
+    "ms_qkformer",
+    "zoo_model_names",
+]

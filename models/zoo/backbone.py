@@ -53,7 +53,7 @@ class SpikingBackbone(nn.Module):
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Images `[B, C, H, W]` or frames `[B, T, C, H, W]` -> `[T, B, C', H / s, W / s]`."""
-        with compact_spikes(self._packing()):
+        with compact_spikes(self, self._packing()):
             x = self._stem(x)
             for stage in self._stages():
                 x = stage(x)
@@ -82,7 +82,7 @@ class SpikingBackbone(nn.Module):
         take_indices, max_index = feature_take_indices(self.num_stages, indices)
         stages = self._stages()[: max_index + 1] if stop_early else self._stages()
         intermediates = []
-        with compact_spikes(self._packing()):
+        with compact_spikes(self, self._packing()):
             x = self._stem(x)
             for i, stage in enumerate(stages):
                 x = stage(x)

@@ -6,7 +6,7 @@ from typing import Any
 from timm.models import generate_default_cfgs, register_model
 from torch import Tensor, nn
 
-from models.layers import MSBasicBlock, lif_factory, per_step
+from models.layers import MSBasicBlock, neuron_factory, per_step
 from models.zoo.backbone import SpikingBackbone, Stage
 from models.zoo.build import build_spiking_model, cifar_cfg, stage_widths
 from models.zoo.inputs import to_time_major
@@ -19,7 +19,8 @@ class MaxResNet(SpikingBackbone):
 
     `[B, C, H, W]` (repeated `T` times) -> logits `[B, num_classes]`. Head: LIF, global average
     pooling, linear, averaged over time. `embed_dims`: the width of each stage, or of the last
-    one (each earlier stage has half the width of the next).
+    one (each earlier stage has half the width of the next). `neuron`: "lif", "if" or "relu"
+    (twins with the same state dict, see `SpikingFormer`).
     """
 
     classifier_name = "fc1"
@@ -33,6 +34,7 @@ class MaxResNet(SpikingBackbone):
         in_chans: int = 3,
         num_classes: int = 10,
         T: int | None = 4,
+        neuron: str = "lif",
         lif_backend: str = "auto",
     ) -> None:
         super().__init__()
@@ -40,24 +42,26 @@ class MaxResNet(SpikingBackbone):
         self.in_chans = in_chans
         self.num_classes = num_classes
         self.T = T
+        self.neuron = neuron
         self.num_stages = len(depths)
         self.stride = 2 ** (self.num_stages - 1)
         self.num_features = self.head_hidden_size = widths[-1]
-        lif = lif_factory(lif_backend)
+        make_neuron = neuron_factory(neuron, lif_backend)
         self.conv1 = nn.Conv2d(in_chans, stem_width, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(stem_width)
         self.feature_info = []
         in_width = stem_width
         for i, (depth, width) in enumerate(zip(depths, widths, strict=True)):
             stride = 1 if i == 0 else 2
-            blocks = [MSBasicBlock(in_width, width, lif, stride=stride, downsample=downsample)]
-            blocks += [MSBasicBlock(width, width, lif) for _ in range(depth - 1)]
+            first = MSBasicBlock(in_width, width, make_neuron, stride=stride, downsample=downsample)
+            blocks = [first]
+            blocks += [MSBasicBlock(width, width, make_neuron) for _ in range(depth - 1)]
             self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
             self.feature_info.append(
                 {"num_chs": width, "reduction": 2**i, "module": f"layer{i + 1}"}
             )
             in_width = width
-        self.spike = lif()
+        self.spike = make_neuron()
         self.fc1 = nn.Linear(widths[-1], num_classes) if num_classes > 0 else nn.Identity()
 
     def _stem(self, x: Tensor) -> Tensor:

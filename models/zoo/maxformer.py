@@ -1,8 +1,8 @@
 """Max-Former presets (ImageNet, CIFAR, neuromorphic), registered with timm.
 
 Every preset is a `SpikingFormer` layout; keyword arguments (`T`, `num_classes`, `in_chans`,
-`embed_dims`, `mlp_ratio`, `lif_backend`, and `embeds`, `mixers`, `depths`, `num_heads` for
-ablations) override its defaults.
+`embed_dims`, `mlp_ratio`, `neuron`, `lif_backend`, and `embeds`, `mixers`, `depths`,
+`num_heads` for ablations) override its defaults.
 """
 
 from typing import Any

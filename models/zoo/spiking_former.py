@@ -13,7 +13,7 @@ from functools import partial
 
 from torch import Tensor, nn
 
-from models.layers import SpikingBlock, create_embedding, embedding_stride, lif_factory
+from models.layers import SpikingBlock, create_embedding, embedding_stride, neuron_factory
 from models.zoo.backbone import SpikingBackbone, Stage
 from models.zoo.build import stage_widths
 from models.zoo.inputs import to_time_major
@@ -35,6 +35,8 @@ class SpikingFormer(SpikingBackbone):
         T: time steps a static image `[B, C, H, W]` is repeated for; `[B, T, C, H, W]` input
             must have this many steps (any number when `T` is None).
         event_input: accept only event frames `[B, T, C, H, W]`.
+        neuron: "lif" (the published networks), "if" (IF neurons) or "relu" (the ANN twin);
+            the twins have the same state dict, so one set of weights runs as all three.
         lif_backend: backend of every neuron: "auto", "torch", "triton" or "spikingjelly".
     """
 
@@ -50,6 +52,7 @@ class SpikingFormer(SpikingBackbone):
         num_classes: int = 10,
         T: int | None = 4,
         event_input: bool = False,
+        neuron: str = "lif",
         lif_backend: str = "auto",
     ) -> None:
         super().__init__()
@@ -68,29 +71,32 @@ class SpikingFormer(SpikingBackbone):
         self.in_chans = in_chans
         self.num_classes = num_classes
         self.T = T
+        self.neuron = neuron
         self.event_input = event_input
         self.num_stages = num_stages
         self.stride = math.prod(embedding_stride(name) for name in embeds)
         self.num_features = self.head_hidden_size = dims[-1]
 
-        lif = lif_factory(lif_backend)
+        make_neuron = neuron_factory(neuron, lif_backend)
         self.feature_info = []
         reduction = 1
         for i in range(num_stages):
             in_dim = in_chans if i == 0 else dims[i - 1]
             reduction *= embedding_stride(embeds[i])
             self.add_module(
-                f"patch_embed{i + 1}", create_embedding(embeds[i], in_dim, dims[i], lif)
+                f"patch_embed{i + 1}", create_embedding(embeds[i], in_dim, dims[i], make_neuron)
             )
             blocks = [
-                SpikingBlock(dims[i], mixers[i], lif, num_heads=heads[i], mlp_ratio=mlp_ratio)
+                SpikingBlock(
+                    dims[i], mixers[i], make_neuron, num_heads=heads[i], mlp_ratio=mlp_ratio
+                )
                 for _ in range(depths[i])
             ]
             self.add_module(f"stage{i + 1}", nn.ModuleList(blocks))
             self.feature_info.append(
                 {"num_chs": dims[i], "reduction": reduction, "module": f"stage{i + 1}"}
             )
-        self.head_lif = lif()
+        self.head_lif = make_neuron()
         self.head = nn.Linear(dims[-1], num_classes) if num_classes > 0 else nn.Identity()
         self.apply(_init_weights)
 

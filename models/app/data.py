@@ -10,7 +10,6 @@ import itertools
 import math
 import pickle
 import random
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,36 +20,16 @@ from timm.data import create_transform
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision.datasets import CIFAR10, CIFAR100, DatasetFolder, FakeData, ImageFolder
 
-from models.training.config import EVENT_DATASETS, TrainConfig
-from models.training.distributed import DistContext
-from models.training.errors import UserError
-from models.training.event_augment import augment_clip
+from models.app.config import TrainConfig
+from models.app.datasets import DATASETS, EVENT_DATASETS, DatasetInfo
+from models.app.errors import UserError
+from models.app.event_augment import augment_clip
+from models.app.training.distributed import DistContext
 
 DIGITS_SPLIT_SEED = 0  # the fixed stratified 80/20 split of the digits
 CIFAR10DVS_TRAIN_SHARE = 0.9  # the paper's per-class 9:1 split
 FAKE_TRAIN_SIZE, FAKE_VAL_SIZE = 512, 128
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What a model needs to know about a dataset."""
-
-    num_classes: int
-    in_chans: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-
-
-INFO = {
-    "digits": DatasetInfo(10, 1, (0.5,), (0.5,)),
-    "cifar10": DatasetInfo(10, 3, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar100": DatasetInfo(100, 3, (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)),
-    "imagenet": DatasetInfo(1000, 3, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-    "cifar10dvs": DatasetInfo(10, 2, (0.0, 0.0), (1.0, 1.0)),
-    "dvsgesture": DatasetInfo(11, 2, (0.0, 0.0), (1.0, 1.0)),
-    "fake": DatasetInfo(10, 3, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
-}
 
 
 class DigitsDataset(Dataset):
@@ -118,7 +97,7 @@ class FrameClips(Dataset):
 class FrameTransform:
     """Resize event frames ``[T, C, H, W]`` to ``size`` and, when training, flip the clip
     (probability ``hflip``) and, with ``augment``, apply one random operation of
-    :func:`models.training.event_augment.augment_clip`."""
+    :func:`models.app.event_augment.augment_clip`."""
 
     def __init__(self, size: int, hflip: float, augment: bool = False) -> None:
         self.size, self.hflip, self.augment = size, hflip, augment
@@ -274,7 +253,7 @@ def build_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset, DatasetInfo]:
     ``cfg.mean``/``cfg.std`` override the dataset's normalisation; ``cfg.num_classes`` sets
     the classes of ``fake`` and must otherwise match the dataset (or be null).
     """
-    known = INFO[cfg.dataset]
+    known = DATASETS[cfg.dataset]
     fake_classes = cfg.num_classes or known.num_classes
     info = DatasetInfo(
         num_classes=fake_classes if cfg.dataset == "fake" else known.num_classes,

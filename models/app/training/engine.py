@@ -11,9 +11,9 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from models.training.distributed import DistContext, all_ranks, all_reduce_sum
-from models.training.errors import TrainingDiverged
-from models.training.event_augment import sample_frames
+from models.app.errors import TrainingDiverged
+from models.app.event_augment import sample_frames
+from models.app.training.distributed import DistContext, all_ranks, all_reduce_sum
 
 
 @dataclass
@@ -21,7 +21,6 @@ class EpochResult:
     """Outcome of :func:`train_one_epoch` (sums are over all ranks)."""
 
     loss: float
-    samples: int
     batches: int  # batches done in this epoch, counting those skipped on resume
     interrupted: bool
     seconds: float
@@ -137,7 +136,6 @@ def train_one_epoch(
     all_reduce_sum(totals)
     return EpochResult(
         loss=float(totals[0] / max(totals[1], 1)),
-        samples=int(totals[1]),
         batches=batches,
         interrupted=batches < total,
         seconds=time.perf_counter() - start,

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from models.training.config import TrainConfig, save_config
+from models.app.config import TrainConfig, save_config
 
 METRICS_CSV, SUMMARY_JSON, CONFIG_YAML = "metrics.csv", "summary.json", "config.yaml"
 

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from models.training.errors import UserError
+from models.app.datasets import DATASETS, EVENT_DATASETS
+from models.app.errors import UserError
+from models.app.options import add_options, config_overrides
+from models.layers import NEURONS
+from models.neurons import BACKENDS
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-DATASETS = ("digits", "cifar10", "cifar100", "imagenet", "cifar10dvs", "dvsgesture", "fake")
-EVENT_DATASETS = ("cifar10dvs", "dvsgesture")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 
 
@@ -27,6 +31,8 @@ class TrainConfig:
     model: str = "maxformer_cifar"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     T: int | None = 2
+    neuron: str = "lif"  # lif, if or relu (the ANN twin), for the zoo's models
+    lif_backend: str = "auto"  # neuron backend of the zoo's models
     pack_saved_spikes: bool = True  # spikes saved for backward in 1 bit (zoo models)
     # data
     dataset: str = "digits"
@@ -82,6 +88,11 @@ class TrainConfig:
             raise UserError(
                 f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}"
             )
+        for key, valid in (("neuron", NEURONS), ("lif_backend", BACKENDS)):
+            if getattr(self, key) not in valid:
+                raise UserError(
+                    f"unknown {key} {getattr(self, key)!r}; choose one of {', '.join(valid)}"
+                )
         if self.amp not in AMP_MODES:
             raise UserError(f"unknown amp mode {self.amp!r}; choose one of {', '.join(AMP_MODES)}")
         for name in ("epochs", "batch_size", "img_size"):
@@ -110,7 +121,7 @@ def config_keys() -> list[str]:
 
 
 def recipe_names() -> list[str]:
-    """Names of the recipes shipped in ``models/training/configs``."""
+    """Names of the recipes shipped in ``models/app/configs``."""
     return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 
 
@@ -169,14 +180,46 @@ def _coerce(name: str, value: Any) -> Any:
     raise UserError(f"config key {name} expects {hint}, got {value!r}")
 
 
-def parse_assignments(items: list[str]) -> dict[str, Any]:
-    """Parse ``key=value`` strings; values are read as YAML (``lr=1e-3``, ``aa=null``)."""
+def _misread_mapping(value: Any) -> str | None:
+    """A key YAML read from ``{key:value}`` without the space after the colon, if any."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if item is None and isinstance(key, str) and ":" in key:
+                return key
+            if (found := _misread_mapping(item)) is not None:
+                return found
+    if isinstance(value, list):
+        return next((f for f in map(_misread_mapping, value) if f is not None), None)
+    return None
+
+
+def parse_key_values(items: list[str], origin: str = "--set") -> dict[str, Any]:
+    """Parse ``key=value`` strings; values are read as YAML (``lr=1e-3``, ``aa=null``,
+    ``model_kwargs={embed_dims: 64}``). ``origin`` names the source in errors."""
     values = {}
     for item in items:
         key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"--set expects key=value, got {item!r}")
-        values[key.strip()] = yaml.safe_load(text) if text.strip() else None
+        if not sep or not key.strip():
+            raise UserError(f"{origin} expects key=value, got {item!r}")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as err:
+            problem = str(err).splitlines()[0]
+            raise UserError(f"{origin} {item!r}: the value is not valid YAML ({problem})") from err
+        misread = _misread_mapping(value)
+        if misread is not None:
+            fixed = misread.replace(":", ": ", 1)
+            raise UserError(
+                f"{origin} {item!r}: YAML reads {misread!r} as one key without a value; "
+                f"write a space after the colon: {fixed!r}"
+            )
+        values[key.strip()] = value
+    return values
+
+
+def parse_assignments(items: list[str]) -> dict[str, Any]:
+    """Config overrides from ``--set key=value`` strings (see :func:`parse_key_values`)."""
+    values = parse_key_values(items, "--set")
     _check_keys(values, "--set")
     return values
 
@@ -191,3 +234,37 @@ def build_config(base: dict[str, Any], overrides: dict[str, Any]) -> TrainConfig
 def save_config(cfg: TrainConfig, path: Path) -> None:
     """Write the resolved configuration as YAML."""
     path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def add_config_arguments(
+    parser: argparse.ArgumentParser, option_names: tuple[str, ...], config_help: str,
+    **changes: dict[str, Any],
+) -> None:
+    """``--config``, the shared options ``option_names`` that set config keys, and ``--set``."""
+    parser.add_argument(
+        "--config", metavar="NAME_OR_PATH",
+        help=f"{config_help}; shipped: {', '.join(recipe_names())}",
+    )
+    add_options(parser, *option_names, **changes)
+    parser.add_argument(
+        "--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
+        help="override any config key; VALUE is YAML (e.g. --set aa=null --set 'scale=[1,1]')",
+    )
+
+
+def config_from_args(
+    args: argparse.Namespace,
+    base: dict[str, Any] | None = None,
+    combine: Callable[[dict[str, Any], dict[str, Any]], TrainConfig] | None = None,
+) -> TrainConfig:
+    """The config of a command line: ``base`` (default: the ``--config`` recipe, else digits)
+    with the shared options, the command's own config flags and ``--set`` applied, merged by
+    ``combine`` (default :func:`build_config`)."""
+    overrides = config_overrides(args)
+    for key in ("download", "log_stage_stats"):
+        if getattr(args, key, None) is not None:
+            overrides[key] = getattr(args, key)
+    overrides.update(parse_assignments(args.assignments))
+    if base is None:
+        base = read_recipe(args.config or "digits")
+    return (combine or build_config)(base, overrides)

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.training.errors import UserError
+from models.app.errors import UserError
+from models.checkpoint import read_checkpoint
 
 LAST, BEST = "checkpoint-last.pt", "checkpoint-best.pt"
 
@@ -85,12 +86,7 @@ def resume_path(source: str | Path) -> Path:
 
 def load_training_checkpoint(path: Path) -> dict[str, Any]:
     """Load a checkpoint written by training (weights-only unpickling)."""
-    from models.checkpoint import CheckpointError, read_checkpoint
-
-    try:
-        ckpt = read_checkpoint(path)
-    except (FileNotFoundError, CheckpointError) as err:
-        raise UserError(f"cannot read checkpoint {path}: {err}") from err
+    ckpt = read_checkpoint(path)
     required = {"model", "optimizer", "epoch", "config"}
     if not isinstance(ckpt, dict) or not required <= set(ckpt):
         raise UserError(

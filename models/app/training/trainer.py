@@ -21,15 +21,15 @@ from timm.utils import ModelEmaV3, distribute_bn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from models.training import distributed
-from models.training.checkpointing import BEST, LAST, atomic_save, rng_state, set_rng_state
-from models.training.config import TrainConfig, build_config
-from models.training.data import build_datasets, eval_loader, train_loader
-from models.training.engine import evaluate, train_one_epoch
-from models.training.errors import RunInterrupted, TrainingDiverged, UserError
-from models.training.modeling import amp_dtype, create_model
-from models.training.run_files import RunFolder, default_run_dir
-from models.training.stage_stats import stage_statistics
+from models.app.config import TrainConfig, build_config
+from models.app.data import build_datasets, eval_loader, train_loader
+from models.app.errors import RunInterrupted, TrainingDiverged, UserError
+from models.app.modeling import amp_dtype, model_for_config
+from models.app.training import distributed
+from models.app.training.checkpointing import BEST, LAST, atomic_save, rng_state, set_rng_state
+from models.app.training.engine import evaluate, train_one_epoch
+from models.app.training.run_files import RunFolder, default_run_dir
+from models.app.training.stage_stats import stage_statistics
 
 RESUMABLE_CHANGES = ("epochs", "data_dir", "download", "workers")
 
@@ -152,7 +152,7 @@ def _train(cfg, output, checkpoint, progress, ctx, stop) -> TrainResult:
     train_set, val_set, info = build_datasets(cfg)
     train_dl = train_loader(train_set, cfg, ctx)
     val_dl = eval_loader(val_set, cfg.batch_size, cfg.workers, ctx)
-    model = create_model(cfg, info).to(ctx.device)
+    model = model_for_config(cfg, info).to(ctx.device)
     optimizer = create_optimizer_v2(model, cfg.opt, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler, total_epochs = create_scheduler_v2(
         optimizer,

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from models.app.options import resolve_device
+
 
 @dataclass(frozen=True)
 class DistContext:
@@ -15,7 +17,6 @@ class DistContext:
 
     rank: int
     world_size: int
-    local_rank: int
     device: torch.device
 
     @property
@@ -34,19 +35,16 @@ def setup(device: str = "auto") -> DistContext:
     Uses nccl with one GPU per local rank on CUDA, gloo on the CPU. Without torchrun's
     variables this is a single process.
     """
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = resolve_device(device)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "cuda":
+    if dev.type == "cuda":
         torch.cuda.set_device(local_rank)
         dev = torch.device("cuda", local_rank)
-    else:
-        dev = torch.device(device)
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
-    return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=dev)
+    return DistContext(rank=rank, world_size=world_size, device=dev)
 
 
 def cleanup() -> None:
@@ -78,8 +76,3 @@ def all_ranks(flags: list[bool]) -> list[bool]:
     dist.all_reduce(values, op=dist.ReduceOp.MIN)
     return [v > 0 for v in values.tolist()]
 
-
-def barrier() -> None:
-    """Wait for all ranks (a no-op in one process)."""
-    if dist.is_initialized():
-        dist.barrier()

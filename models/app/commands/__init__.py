@@ -1,0 +1,1 @@
+"""One module per ``maxformer`` subcommand, each with ``add_arguments`` and ``run``."""

@@ -1,0 +1,73 @@
+"""Evaluate a checkpoint on a held-out set: top-1, top-5, loss and images per second.
+
+The model and data settings come from the training checkpoint's saved config when it has
+one, otherwise from --config (a recipe) and the flags. Weights load with
+models.load_checkpoint(model, checkpoint, strict=True).
+
+Examples:
+  maxformer eval --checkpoint runs/maxformer_cifar-digits-20250101-120000/checkpoint-best.pt
+  maxformer eval --model maxformer_cifar --config cifar10 --checkpoint max_former_cifar10.pth \\
+      --dataset cifar10 --data-dir ~/data
+  maxformer eval --checkpoint runs/.../checkpoint-best.pt --set neuron=relu   # the ANN twin
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from models.app.config import add_config_arguments, config_from_args
+from models.app.options import add_options, show_progress
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``maxformer eval``."""
+    add_options(parser, "checkpoint", checkpoint={"required": True})
+    add_config_arguments(
+        parser,
+        ("model", "dataset", "data_dir", "batch_size", "T", "img_size", "workers", "amp",
+         "lif_backend"),
+        config_help="recipe for a checkpoint without a saved config (default: digits)",
+    )
+    parser.add_argument("--ema", action="store_true", help="evaluate the EMA weights")
+    add_options(parser, "json", "device", "no_progress")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the model and held-out data, load the weights, evaluate, print the metrics."""
+    from models.app.data import build_datasets, eval_loader
+    from models.app.errors import UserError
+    from models.app.modeling import amp_dtype, load_weights, model_for_config
+    from models.app.training import distributed
+    from models.app.training.engine import evaluate
+    from models.checkpoint import read_checkpoint
+
+    checkpoint = read_checkpoint(args.checkpoint)
+    saved = checkpoint.get("config")
+    cfg = config_from_args(args, base=saved if isinstance(saved, dict) else None)
+    weights = checkpoint
+    if args.ema:
+        if not checkpoint.get("ema"):
+            raise UserError(f"{args.checkpoint} holds no EMA weights (train with ema: true)")
+        weights = {"model": checkpoint["ema"]}
+    ctx = distributed.setup(args.device)
+    try:
+        _, val_set, info = build_datasets(cfg)
+        model = model_for_config(cfg, info)
+        load_weights(model, weights, args.checkpoint)
+        model.to(ctx.device)
+        loader = eval_loader(val_set, cfg.batch_size, cfg.workers, ctx)
+        metrics = evaluate(model, loader, ctx, amp_dtype=amp_dtype(cfg.amp, ctx.device),
+                           progress=ctx.is_main and show_progress(args))
+    finally:
+        distributed.cleanup()
+    if ctx.is_main:
+        print(
+            f"{cfg.model} on {cfg.dataset} ({metrics['images']} images): "
+            f"top-1 {metrics['acc1']:.2f}%  top-5 {metrics['acc5']:.2f}%  "
+            f"loss {metrics['loss']:.4f}  {metrics['images_per_sec']:.1f} images/s"
+        )
+        if args.json:
+            args.json.write_text(json.dumps({"model": cfg.model, "dataset": cfg.dataset,
+                                             **metrics}, indent=2) + "\n")
+    return 0
