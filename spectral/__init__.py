@@ -3,7 +3,16 @@
 Depends on numpy, scipy and torch only; works on any tensors and ``nn.Module``.
 """
 
-from .feature import delta_log_amplitude, high_frequency_ratio, is_binary, radial_profile
+from .feature import (
+    DIAGONAL_EPSILON,
+    METHODS,
+    Spectrum,
+    SpectrumAccumulator,
+    delta_log_amplitude,
+    high_frequency_ratio,
+    is_binary,
+    radial_profile,
+)
 from .neuron import (
     cascade_transfer,
     estimate_transfer_welch,
@@ -11,16 +20,22 @@ from .neuron import (
     measure_neuron_response,
     neuron_transfer,
 )
-from .probe import LayerSpectrum, SpectrumProbe
+from .probe import LayerSpectrum, SpectrumProbe, first_tensor, is_spiking_neuron
 
 __all__ = [
+    "DIAGONAL_EPSILON",
+    "METHODS",
     "LayerSpectrum",
+    "Spectrum",
+    "SpectrumAccumulator",
     "SpectrumProbe",
     "cascade_transfer",
     "delta_log_amplitude",
     "estimate_transfer_welch",
+    "first_tensor",
     "high_frequency_ratio",
     "is_binary",
+    "is_spiking_neuron",
     "lif_cutoff",
     "measure_neuron_response",
     "neuron_transfer",

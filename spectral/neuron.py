@@ -113,6 +113,15 @@ def _check_drive(steps: int, warmup: int, neurons: int) -> None:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
+def _check_level(name: str, value: float, positive: bool = False, zero: bool = False) -> None:
+    """A finite drive level: any number, or > 0 (``positive``), or >= 0 (``zero``)."""
+    low = " > 0" if positive else " >= 0" if zero else ""
+    number = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or (positive and value <= 0) or (
+            zero and value < 0):
+        raise ValueError(f"{name} must be a finite number{low}, got {value!r}")
+
+
 def measure_neuron_response(
     neuron: NeuronCallable,
     omegas: ArrayLike,
@@ -146,10 +155,9 @@ def measure_neuron_response(
     omega = np.asarray(omegas, dtype=float)
     if omega.size == 0 or not np.all((omega > 0) & (omega < math.pi)):
         raise ValueError(f"omegas must lie in the open interval (0, pi), got {omegas!r}")
-    if not amplitude > 0:
-        raise ValueError(f"amplitude must be > 0, got {amplitude!r}")
-    if not noise >= 0:
-        raise ValueError(f"noise must be >= 0, got {noise!r}")
+    _check_level("bias", bias)
+    _check_level("amplitude", amplitude, positive=True)
+    _check_level("noise", noise, zero=True)
     _check_drive(steps, warmup, neurons)
     rng = np.random.default_rng(seed)
     phase = rng.uniform(0.0, 2.0 * math.pi, size=(omega.size, neurons))
@@ -193,8 +201,8 @@ def estimate_transfer_welch(
         the complex response there.
     """
     _check_drive(steps, warmup, neurons)
-    if not std > 0:
-        raise ValueError(f"std must be > 0, got {std!r}")
+    _check_level("bias", bias)
+    _check_level("std", std, positive=True)
     if isinstance(nperseg, bool) or not isinstance(nperseg, int) or not 2 <= nperseg <= steps:
         raise ValueError(f"nperseg must be an integer in [2, steps={steps}], got {nperseg!r}")
     rng = np.random.default_rng(seed)

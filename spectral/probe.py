@@ -1,69 +1,114 @@
-"""Spatial spectra of the outputs of chosen modules of any ``nn.Module``, in forward order."""
+"""Spatial spectra of the outputs (and of the neurons' inputs) of chosen modules of any
+``nn.Module``, averaged over every map of every forward pass, in depth order."""
+
+from __future__ import annotations
 
 import fnmatch
-import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from .feature import (
-    _check_cutoff,
-    _delta_log_amplitude,
-    _high_frequency_ratio,
-    _spectra,
-    is_binary,
-)
+from .feature import METHODS, Spectrum, SpectrumAccumulator, _check_cutoff, is_binary
 
-__all__ = ["LayerSpectrum", "SpectrumProbe"]
+__all__ = ["LayerSpectrum", "SpectrumProbe", "first_tensor", "is_spiking_neuron"]
+
+MembraneInput = Callable[[nn.Module, tuple, dict], Any]
+"""``(module, args, kwargs) -> tensor``: what a neuron filters, from the arguments of its call."""
+
+MAX_GRID_MISMATCH = 1.5
+"""Largest ratio between the downsampling factors of a map's two axes (see `SpectrumProbe`)."""
+
+
+def is_spiking_neuron(module: nn.Module) -> bool:
+    """Whether ``module`` looks like a spiking neuron: it has a ``v_threshold`` attribute, as
+    spikingjelly's nodes (``BaseNode``) and neurons of other libraries that follow it do."""
+    return hasattr(module, "v_threshold")
+
+
+def first_tensor(module: nn.Module, args: tuple, kwargs: dict) -> torch.Tensor | None:
+    """The first tensor among the positional, then the keyword arguments of a call."""
+    return next((a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)), None)
 
 
 @dataclass(frozen=True, eq=False)
 class LayerSpectrum:
-    """Spectrum of one module output.
+    """What a probed module produced, averaged over all its calls.
 
-    ``delta_log_amplitude`` is the relative log amplitude at the highest radial bin (the
-    corner of the spectrum), ``profile`` the whole curve at ``radii`` (see
-    `spectral.delta_log_amplitude`); ``firing_rate`` is the mean of a binary output (all
-    values 0 or 1) and None otherwise. ``skipped`` says why an output was not analysed
-    (then the numbers are nan and the arrays empty), and is None otherwise.
+    ``output`` is the `Spectrum` of its output maps; for a neuron also ``input``, the spectrum
+    of its membrane input (None when that is not a stack of maps). ``firing_rate`` is the mean
+    of an output that was binary (0 or 1) in every call, else None. ``stage`` counts the map
+    sizes met in depth order (1 = the first size; downsampling starts a new stage) and
+    ``depth`` runs from 0 (first layer with map outputs) to 1 (last). ``skipped`` says why an
+    output was not analysed (then ``output`` is None; ``stage`` and ``depth`` too unless the
+    output was maps that were never finite), and is None otherwise. ``shape`` is the output
+    shape of the first call; ``nonfinite_calls`` counts the calls whose output held nan or inf
+    (left out of the averages: an exploding network).
     """
 
     name: str
+    module_type: str
     shape: tuple[int, ...]
-    delta_log_amplitude: float
-    high_frequency_ratio: float
+    calls: int
+    neuron: bool
     firing_rate: float | None
-    radii: np.ndarray = field(repr=False)
-    profile: np.ndarray = field(repr=False)
+    output: Spectrum | None
+    input: Spectrum | None
+    stage: int | None
+    depth: float | None
+    nonfinite_calls: int = 0
     skipped: str | None = None
 
 
+class _Entry:
+    """Running sums of one probed module at one map size."""
+
+    def __init__(self, name: str, module: nn.Module, shape: tuple[int, ...], skipped: str | None):
+        self.name, self.module_type, self.shape, self.skipped = (
+            name, type(module).__name__, shape, skipped)
+        self.calls = 0
+        self.output = SpectrumAccumulator()
+        self.input = SpectrumAccumulator()
+        self.binary = True
+        self.spikes = 0.0
+        self.elements = 0
+        self.nonfinite_calls = 0
+
+
 class SpectrumProbe:
-    """Record the spatial spectra of the outputs of chosen modules during a forward pass.
+    """Record the spatial spectra of the outputs of chosen modules during forward passes.
 
     A module is probed when it is an instance of one of ``types`` or its name in
     ``model.named_modules()`` matches one of the ``fnmatch`` patterns ``names`` (e.g.
-    ``"layer*.conv2"``; ``*`` also matches dots). Outputs are read as stacks of maps
-    ``[..., H, W]`` with spectra averaged over the leading axes, so both ``[B, C, H, W]`` and
-    ``[T, B, C, H, W]`` work. Outputs that are not tensors of at least 4 dimensions with
-    ``H, W >= 2`` (tuples, tokens ``[B, N, C]``) are recorded as skipped. Token tensors
-    ``[T, B, C, N]`` have 4 dimensions and would be read as maps ``C x N``: do not select such
-    modules.
+    ``"layer*.conv2"``; ``*`` also matches dots). Of a probed neuron (an instance of
+    ``neuron_types``, or `is_spiking_neuron`), the membrane input is recorded as well:
+    ``membrane_input(module, args, kwargs)`` of each call (default `first_tensor`).
 
-    Use as a context manager (hooks live inside the ``with`` block and are removed on exit,
-    also after an exception), or call `run`. ``results`` holds one `LayerSpectrum` per call
-    of a probed module, in forward order.
+    An output is read as a stack of maps ``[..., H, W]``, averaged over its leading axes (so
+    ``[B, C, H, W]``, ``[T, B, C, H, W]`` and ``[T * B, C, H, W]`` all work), when it is a
+    tensor of at least 4 axes with ``H, W >= 2`` whose grid is the model's input grid (the
+    last two axes of the first tensor the model is called with) scaled by about the same
+    factor along both axes (within ``MAX_GRID_MISMATCH``). Anything else, such as tuples or
+    tokens ``[T, B, C, N]``, is recorded as skipped, with the reason. Calls whose output (or
+    membrane input) holds nan or inf are counted and left out.
+
+    Use as a context manager: inside the ``with`` block every forward pass adds to the
+    averages (hooks are removed on exit, also after an exception; entering again starts
+    afresh); or call `run`. ``results`` has one `LayerSpectrum` per probed module and map size,
+    in order of first call; a module called several times in a pass (a single-step neuron
+    over T steps, a shared activation) is averaged over its calls.
 
     Example::
 
-        probe = SpectrumProbe(model, types=(nn.Conv2d,), names="stage*.mlp")
-        for layer in probe.run(images):
-            print(layer.name, layer.delta_log_amplitude, layer.high_frequency_ratio)
+        probe = SpectrumProbe(model, types=(nn.ReLU, nn.MaxPool2d), neuron_types=(nn.ReLU,))
+        with probe:
+            for images, _ in loader:
+                model(images)
+        for layer in probe.results:
+            print(layer.name, layer.depth, layer.output.high_frequency_ratio)
     """
 
     def __init__(
@@ -71,17 +116,25 @@ class SpectrumProbe:
         model: nn.Module,
         types: type | tuple[type, ...] = (),
         names: str | Sequence[str] = (),
+        neuron_types: type | tuple[type, ...] = (),
+        membrane_input: MembraneInput = first_tensor,
         cutoff: float = 0.5,
+        method: str = "radial",
     ) -> None:
         types = (types,) if isinstance(types, type) else tuple(types)
+        neuron_types = (neuron_types,) if isinstance(neuron_types, type) else tuple(neuron_types)
         names = (names,) if isinstance(names, str) else tuple(names)
-        if not all(isinstance(t, type) for t in types):
-            raise TypeError(f"types must be classes (e.g. nn.Conv2d), got {types!r}")
+        if not all(isinstance(t, type) for t in (*types, *neuron_types)):
+            raise TypeError(f"types must be classes (e.g. nn.Conv2d), got {types + neuron_types!r}")
         if not types and not names:
             raise ValueError("give module types and/or name patterns to probe, got neither")
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
         _check_cutoff(cutoff)
         self.model = model
         self.cutoff = cutoff
+        self.method = method
+        self.membrane_input = membrane_input
         self.modules = [
             (name, module)
             for name, module in model.named_modules()
@@ -93,15 +146,26 @@ class SpectrumProbe:
                 f"no module of the {type(model).__name__} matches types={types!r} or "
                 f"names={names!r}; its modules include {available}"
             )
-        self.results: list[LayerSpectrum] = []
+        self.neurons = {
+            name for name, module in self.modules
+            if isinstance(module, neuron_types) or is_spiking_neuron(module)
+        }
+        self._entries: dict[tuple[str, tuple[int, int] | None], _Entry] = {}
+        self._inputs: dict[str, list[torch.Tensor | None]] = {}
+        self._grid: tuple[int, int] | None = None
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
-    def __enter__(self) -> "SpectrumProbe":
+    def __enter__(self) -> SpectrumProbe:
         if self._handles:
             raise RuntimeError("this SpectrumProbe is already active")
-        self.results = []
+        self._entries, self._inputs, self._grid = {}, {}, None
         try:
+            self._handles.append(
+                self.model.register_forward_pre_hook(self._record_grid, with_kwargs=True))
             for name, module in self.modules:
+                if name in self.neurons:
+                    self._handles.append(module.register_forward_pre_hook(
+                        partial(self._record_input, name), with_kwargs=True))
                 self._handles.append(module.register_forward_hook(partial(self._record, name)))
         except BaseException:
             self._remove_hooks()
@@ -115,39 +179,92 @@ class SpectrumProbe:
         for handle in self._handles:
             handle.remove()
         self._handles = []
+        self._inputs = {}
 
     def run(self, *args: Any, **kwargs: Any) -> list[LayerSpectrum]:
-        """Run ``model(*args, **kwargs)`` without gradients and return the results."""
+        """Run ``model(*args, **kwargs)`` once without gradients and return the results."""
         with self, torch.no_grad():
             self.model(*args, **kwargs)
         return self.results
 
-    def _record(self, name: str, module: nn.Module, inputs: Any, output: Any) -> None:
-        if not isinstance(output, torch.Tensor):
-            self.results.append(_skipped(name, (), f"output is a {type(output).__name__}"))
-            return
-        shape = tuple(output.shape)
-        if output.ndim < 4 or shape[-2] < 2 or shape[-1] < 2:
-            reason = f"output shape {shape} is not [..., H, W] with ndim >= 4 and H, W >= 2"
-            self.results.append(_skipped(name, shape, reason))
+    def _record_grid(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        x = first_tensor(module, args, kwargs)
+        if self._grid is None and x is not None and x.ndim >= 2:
+            self._grid = tuple(x.shape[-2:])
+
+    def _record_input(self, name: str, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        x = self.membrane_input(module, args, kwargs)
+        self._inputs.setdefault(name, []).append(
+            x.detach() if isinstance(x, torch.Tensor) else None)
+
+    def _map_problem(self, x: Any) -> str | None:
+        """Why ``x`` is not a stack of maps of the input grid, or None if it is one."""
+        if not isinstance(x, torch.Tensor):
+            return f"output is a {type(x).__name__}"
+        shape = tuple(x.shape)
+        if x.ndim < 4 or shape[-2] < 2 or shape[-1] < 2:
+            return f"output shape {shape} is not [..., H, W] with ndim >= 4 and H, W >= 2"
+        if self._grid is not None:
+            grid_h, grid_w = self._grid
+            h, w = shape[-2:]
+            factors = sorted((grid_h / h, grid_w / w))
+            if factors[1] > MAX_GRID_MISMATCH * factors[0]:
+                return (f"output shape {shape}: its last two axes are not a map grid of the "
+                        f"{grid_h}x{grid_w} input (tokens?)")
+        return None
+
+    def _record(self, name: str, module: nn.Module, args: Any, output: Any) -> None:
+        membrane = self._inputs.get(name, [None]).pop() if name in self.neurons else None
+        problem = self._map_problem(output)
+        size = None if problem else tuple(output.shape[-2:])
+        key = (name, size)
+        if key not in self._entries:
+            shape = tuple(output.shape) if isinstance(output, torch.Tensor) else ()
+            self._entries[key] = _Entry(name, module, shape, problem)
+        entry = self._entries[key]
+        entry.calls += 1
+        if problem:
             return
         output = output.detach()
-        binary = is_binary(output)
-        power, amplitude = _spectra(output, average=True)
-        radii, profile = _delta_log_amplitude(amplitude)
-        self.results.append(
-            LayerSpectrum(
-                name=name,
-                shape=shape,
-                delta_log_amplitude=float(profile[-1]),
-                high_frequency_ratio=float(_high_frequency_ratio(power, self.cutoff)),
-                firing_rate=float(output.float().mean()) if binary else None,
-                radii=radii,
-                profile=profile,
-            )
+        if not bool(torch.isfinite(output).all()):
+            entry.nonfinite_calls += 1
+            return
+        entry.output.add(output)
+        entry.binary = entry.binary and is_binary(output)
+        if entry.binary:
+            entry.spikes += float(output.double().sum())
+            entry.elements += output.numel()
+        if membrane is not None and self._map_problem(membrane) is None and bool(
+                torch.isfinite(membrane).all()):
+            entry.input.add(membrane)
+
+    @property
+    def results(self) -> list[LayerSpectrum]:
+        """One `LayerSpectrum` per probed module and map size, in order of first call."""
+        maps = [key for key in self._entries if key[1] is not None]
+        sizes = list(dict.fromkeys(size for _, size in maps))
+        steps = max(len(maps) - 1, 1)
+        depth = {key: i / steps for i, key in enumerate(maps)}
+        return [self._result(entry, key, sizes, depth) for key, entry in self._entries.items()]
+
+    def _result(
+        self, entry: _Entry, key: tuple, sizes: list, depth: dict[tuple, float]
+    ) -> LayerSpectrum:
+        analysed = entry.output.maps > 0
+        skipped = entry.skipped
+        if skipped is None and not analysed:
+            skipped = f"output had nan or inf values in all {entry.calls} calls"
+        return LayerSpectrum(
+            name=entry.name,
+            module_type=entry.module_type,
+            shape=entry.shape,
+            calls=entry.calls,
+            neuron=entry.name in self.neurons,
+            firing_rate=entry.spikes / entry.elements if analysed and entry.binary else None,
+            output=entry.output.spectrum(self.method, self.cutoff) if analysed else None,
+            input=entry.input.spectrum(self.method, self.cutoff) if entry.input.maps else None,
+            stage=sizes.index(key[1]) + 1 if key[1] is not None else None,
+            depth=depth.get(key),
+            nonfinite_calls=entry.nonfinite_calls,
+            skipped=skipped,
         )
-
-
-def _skipped(name: str, shape: tuple[int, ...], reason: str) -> LayerSpectrum:
-    empty = np.empty(0)
-    return LayerSpectrum(name, shape, math.nan, math.nan, None, empty, empty, skipped=reason)

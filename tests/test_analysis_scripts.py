@@ -5,11 +5,10 @@ import math
 
 import numpy as np
 import pytest
-import timm
-import torch
-from torch import nn
+from PIL import Image
 
 from analysis import feature_spectra, neuron_response
+from models.app.cli import main as cli_main
 from spectral import lif_cutoff
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -58,56 +57,45 @@ def test_neuron_response(tmp_path):
     np.testing.assert_allclose(amplitudes, 1.0, rtol=0.02)  # three unit sines
 
 
-def test_feature_spectra(tmp_path):
-    feature_spectra.main([
-        "--out", str(tmp_path), "--models", "resnet18", "--size", "64", "--import", "json",
-        "--types", "Conv2d", "--names", "act1", "layer1.*.act2",
-    ])  # fmt: skip
-    report = read_outputs(tmp_path, "feature_spectra")
-    assert report["images"] == ["china.jpg", "flower.jpg"]
-    assert report["settings"]["imports"] == ["json"]
-    layers = report["models"]["resnet18"]
-    expected = [
-        name
-        for name, module in timm.create_model("resnet18").named_modules()
-        if isinstance(module, nn.Conv2d) or name in ("act1", "layer1.0.act2", "layer1.1.act2")
-    ]
-    assert [layer["name"] for layer in layers] == expected
-    assert layers[0]["shape"] == [2, 64, 32, 32]
-    assert layers[0]["depth"] == 0.0 and layers[-1]["depth"] == 1.0
-    assert np.all(np.diff([layer["depth"] for layer in layers]) > 0)
-    for layer in layers:
-        assert 0.0 <= layer["high_frequency_ratio"] <= 1.0
-        assert layer["delta_log_amplitude"] < 0.0
-        assert layer["firing_rate"] is None and layer["skipped"] is None
+def spectra_run(folder, pictures, method="radial"):
+    """A small real ``maxformer spectra`` run: random resnet18 on two pictures."""
+    code = cli_main(["spectra", "--model", "resnet18", "--images", str(pictures), "--img-size",
+                     "32", "--layers", "layer1.*.act*", "--method", method, "--no-progress",
+                     "--output", str(folder)])
+    assert code == 0
+    return folder / "spectra.json"
 
 
-def test_feature_spectra_compares_maxformer_mixers(tmp_path):
-    variants = ["maxformer_cifar:T=1;embed_dims=32", "maxformer_cifar:T=1;embed_dims=32;"
-                "mixers=[identity,avg_pool,ssa]"]
-    report = feature_spectra.main(["--out", str(tmp_path), "--models", *variants, "--size", "32"])
-    assert list(report["models"]) == variants
-    dwc, avg = (report["models"][v] for v in variants)
-    assert any(layer["name"] == "stage2.0.mixer.conv" for layer in dwc)
-    assert not any(".mixer." in layer["name"] for layer in avg)
-    ratios = [layer["high_frequency_ratio"] for layer in dwc + avg]
-    measured = [r for r in ratios if r is not None]  # None: a constant map (no spikes upstream)
-    assert len(measured) > len(ratios) / 2 and all(0.0 <= r <= 1.0 for r in measured)
+@pytest.fixture
+def pictures(tmp_path):
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    return folder
 
 
-def test_feature_spectra_rejects_a_malformed_model_spec(tmp_path):
-    with pytest.raises(ValueError, match="NAME:KEY=VALUE"):
-        feature_spectra.main(["--out", str(tmp_path), "--models", "maxformer_cifar:T"])
+def test_feature_spectra_draws_networks_of_several_runs(tmp_path, pictures):
+    a, b = spectra_run(tmp_path / "a", pictures), spectra_run(tmp_path / "b", pictures)
+    out = tmp_path / "compare.png"
+    report = feature_spectra.main([str(a), str(b), "--out", str(out)])
+    assert out.read_bytes()[:8] == PNG_SIGNATURE
+    assert [n["network"] for n in report["networks"]] == ["resnet18 (a)", "resnet18 (b)"]
+    runs = [json.loads(path.read_text()) for path in (a, b)]
+    assert len(report["layers"]) == sum(len(r["layers"]) for r in runs) == 8
+    assert {r["network"] for r in report["layers"]} == {"resnet18 (a)", "resnet18 (b)"}
+    only = feature_spectra.main([str(a), str(b), "--networks", "resnet18 (b)", "--out",
+                                 str(tmp_path / "b.png")])
+    assert [r["layer"] for r in only["layers"]] == [r["layer"] for r in runs[1]["layers"]]
+    with pytest.raises(SystemExit, match="exists"):
+        feature_spectra.main([str(a), "--out", str(out)])
+    with pytest.raises(ValueError, match=r"unknown networks \['vgg'\]"):
+        feature_spectra.main([str(a), "--networks", "vgg", "--out", str(tmp_path / "c.png")])
 
 
-def test_feature_spectra_rejects_unknown_module_type(tmp_path):
-    with pytest.raises(ValueError, match=r"\['Conv9d'\].*Conv2d"):
-        feature_spectra.main(["--out", str(tmp_path), "--types", "Conv9d", "--size", "32"])
-
-
-def test_prepared_images_are_normalised():
-    photos = [np.full((6, 10, 3), 255, np.uint8), np.zeros((6, 10, 3), np.uint8)]
-    images = feature_spectra.prepare_images(photos, 4, (0.5, 0.5, 0.5), (0.5, 0.25, 0.5))
-    assert images.shape == (2, 3, 4, 4)
-    torch.testing.assert_close(images[0, 1], torch.full((4, 4), 2.0))
-    torch.testing.assert_close(images[1, 0], torch.full((4, 4), -1.0))
+def test_feature_spectra_refuses_runs_of_different_methods(tmp_path, pictures):
+    a = spectra_run(tmp_path / "a", pictures)
+    b = spectra_run(tmp_path / "b", pictures, method="diagonal")
+    with pytest.raises(ValueError, match="differ in \\(method, cutoff\\)"):
+        feature_spectra.main([str(a), str(b), "--out", str(tmp_path / "x.png")])

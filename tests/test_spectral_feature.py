@@ -1,13 +1,20 @@
 """Spatial spectra of feature maps."""
 
 import math
+import re
 
 import numpy as np
 import pytest
 import torch
 from scipy import ndimage
 
-from spectral import delta_log_amplitude, high_frequency_ratio, radial_profile
+from spectral import (
+    METHODS,
+    SpectrumAccumulator,
+    delta_log_amplitude,
+    high_frequency_ratio,
+    radial_profile,
+)
 
 
 def grating(size: int, cycles_y: int, cycles_x: int) -> np.ndarray:
@@ -137,3 +144,94 @@ def test_complex_maps_are_rejected():
 def test_cutoff_outside_range_is_rejected(cutoff):
     with pytest.raises(ValueError, match=r"\(0, sqrt\(2\)\]"):
         high_frequency_ratio(np.zeros((8, 8)), cutoff=cutoff)
+
+
+@pytest.mark.parametrize("shape", [(0, 8, 8), (3, 0, 8, 8)])
+def test_an_empty_batch_of_maps_is_rejected(shape):
+    for fn in (radial_profile, delta_log_amplitude, high_frequency_ratio):
+        for x in (np.zeros(shape), torch.zeros(shape)):
+            with pytest.raises(ValueError, match=re.escape(f"at least one map, got shape {shape}")):
+                fn(x)
+
+
+def park_kim_curve(maps: np.ndarray) -> np.ndarray:
+    """The issue's description of Park & Kim's curve, written out: the mean over maps of the
+    log amplitude of the centred spectrum, at the half-diagonal bins (j, j), j < h / 2,
+    relative to the centre (0, 0)."""
+    h = maps.shape[-1]
+    centred = np.fft.fftshift(np.fft.fft2(maps), axes=(-2, -1))
+    log_amplitude = np.log(np.abs(centred) + 1e-6).mean(axis=0)
+    c = h // 2
+    return np.array([log_amplitude[c + j, c + j] - log_amplitude[c, c] for j in range(h - c)])
+
+
+@pytest.mark.parametrize(("size", "cycles"), [(32, 5), (15, 3)])
+def test_diagonal_method_is_park_and_kims_curve_on_square_maps(size, cycles):
+    rng = np.random.default_rng(4)
+    maps = grating(size, cycles, cycles) + 0.1 * rng.normal(size=(6, size, size))
+    radii, delta = delta_log_amplitude(maps, method="diagonal")
+    expected = park_kim_curve(maps)
+    np.testing.assert_allclose(delta, expected, rtol=1e-12, atol=1e-12)
+    assert np.argmax(delta) == cycles  # the grating sits on diagonal bin (cycles, cycles)
+    assert radii[cycles] == pytest.approx(math.sqrt(2) * 2 * cycles / size)
+    assert radii.size == (size + 1) // 2
+    _, per_map = delta_log_amplitude(maps, average=False, method="diagonal")
+    np.testing.assert_allclose(per_map.mean(0), delta, atol=1e-12)
+
+
+def test_diagonal_method_misses_axis_aligned_content_and_radial_does_not():
+    maps = 1.0 + grating(16, 0, 4)[None] + 0.01 * np.random.default_rng(5).normal(size=(4, 16, 16))
+    radii, radial = delta_log_amplitude(maps)
+    _, diagonal = delta_log_amplitude(maps, method="diagonal")
+    assert radii[np.argmax(radial[1:]) + 1] == pytest.approx(0.5)  # 4 cycles of 8 = Nyquist / 2
+    assert diagonal[1:].max() < radial[1:].max() - 2.0
+
+
+def test_silent_maps_shrink_the_diagonal_curve_and_not_the_radial_one():
+    active = 1.0 + np.random.default_rng(6).normal(size=(6, 16, 16))
+    with_silent = np.concatenate([active, np.zeros((2, 16, 16))])  # a quarter silent
+    for method, shrink in (("diagonal", 0.75), ("radial", 1.0)):
+        _, alone = delta_log_amplitude(active, method=method)
+        _, mixed = delta_log_amplitude(with_silent, method=method)
+        np.testing.assert_allclose(mixed, shrink * alone, rtol=1e-9, atol=1e-12)
+
+
+def test_summary_points_are_the_documented_frequencies():
+    maps = np.random.default_rng(7).normal(size=(3, 32, 32))
+    radial = SpectrumAccumulator()
+    radial.add(maps)
+    radii, delta = delta_log_amplitude(maps)
+    result = radial.spectrum("radial")
+    assert result.summary_radius == 1.0  # the Nyquist frequency along an axis
+    assert result.summary_delta == pytest.approx(delta[list(radii).index(1.0)])
+    diagonal = radial.spectrum("diagonal")
+    assert diagonal.summary_radius == pytest.approx(math.sqrt(2) * (1 - 2 / 32))  # their 1.0 pi
+    assert diagonal.summary_delta == pytest.approx(park_kim_curve(maps)[-1])
+    odd = SpectrumAccumulator()
+    odd.add(np.random.default_rng(8).normal(size=(2, 7, 7)))
+    assert odd.spectrum().summary_radius == pytest.approx(6 / 7)  # the highest axis frequency
+
+
+def test_accumulated_batches_equal_one_batch():
+    x = torch.rand(5, 3, 8, 12, generator=torch.Generator().manual_seed(9))
+    whole, parts = SpectrumAccumulator(), SpectrumAccumulator()
+    whole.add(x)
+    parts.add(x[:2])
+    parts.add(x[2:].numpy())
+    assert parts.maps == whole.maps == 15 and parts.size == (8, 12)
+    for method in METHODS:
+        a, b = whole.spectrum(method, cutoff=0.3), parts.spectrum(method, cutoff=0.3)
+        assert a.high_frequency_ratio == pytest.approx(b.high_frequency_ratio)
+        assert a.high_frequency_ratio == pytest.approx(high_frequency_ratio(x, cutoff=0.3))
+        np.testing.assert_allclose(a.delta_log_amplitude, b.delta_log_amplitude)
+        np.testing.assert_allclose(a.delta_log_amplitude, delta_log_amplitude(x, method=method)[1])
+        np.testing.assert_allclose(a.power, radial_profile(x)[1])
+    with pytest.raises(ValueError, match=r"size \(8, 8\) cannot join maps of size \(8, 12\)"):
+        parts.add(np.zeros((8, 8)))
+    with pytest.raises(ValueError, match="no maps were added"):
+        SpectrumAccumulator().spectrum()
+
+
+def test_unknown_method_is_rejected():
+    with pytest.raises(ValueError, match="unknown method 'corner'; valid: radial, diagonal"):
+        delta_log_amplitude(np.zeros((4, 4)), method="corner")

@@ -185,3 +185,39 @@ def test_bad_tau_is_rejected(tau):
 def test_bad_layer_count_is_rejected(layers):
     with pytest.raises(ValueError, match="layers"):
         cascade_transfer(1.0, layers)
+
+
+def lif_spikes(x: torch.Tensor) -> torch.Tensor:
+    """A LIF neuron (tau 2, threshold 1, hard reset) written out: spikes [T, N]."""
+    v, spikes = torch.zeros_like(x[0]), []
+    for step in x:
+        v = v + (step - v) / 2.0
+        spike = (v >= 1.0).to(x.dtype)
+        v = v * (1.0 - spike)
+        spikes.append(spike)
+    return torch.stack(spikes)
+
+
+@pytest.mark.parametrize("bias", [math.nan, math.inf, -math.inf])
+def test_non_finite_bias_is_rejected(bias):
+    """A nan drive never reaches the threshold: the LIF would answer 0 instead of failing."""
+    with pytest.raises(ValueError, match=f"bias must be a finite number, got {bias}"):
+        measure_neuron_response(lif_spikes, [1.0], bias=bias, neurons=4, steps=16, warmup=0)
+    with pytest.raises(ValueError, match=f"bias must be a finite number, got {bias}"):
+        estimate_transfer_welch(lif_spikes, bias=bias, neurons=4, steps=16, nperseg=8)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "rule"),
+    [("amplitude", math.inf, " > 0"), ("amplitude", 0.0, " > 0"), ("noise", math.nan, " >= 0"),
+     ("noise", -0.1, " >= 0"), ("bias", "1", "")],
+)
+def test_bad_drive_levels_are_rejected(option, value, rule):
+    with pytest.raises(ValueError, match=f"{option} must be a finite number{rule}, got"):
+        measure_neuron_response(lif_spikes, [1.0], neurons=4, steps=16, **{option: value})
+
+
+@pytest.mark.parametrize("std", [math.inf, 0.0, math.nan])
+def test_bad_noise_std_is_rejected(std):
+    with pytest.raises(ValueError, match="std must be a finite number > 0"):
+        estimate_transfer_welch(lif_spikes, std=std, neurons=4, steps=16, nperseg=8)

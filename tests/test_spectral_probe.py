@@ -1,13 +1,14 @@
-"""SpectrumProbe on plain torch modules."""
+"""SpectrumProbe on plain torch modules and spikingjelly neurons."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from spikingjelly.activation_based import neuron as sj_neuron
 from torch import nn
 
-from spectral import SpectrumProbe, delta_log_amplitude, high_frequency_ratio
+from spectral import SpectrumProbe, delta_log_amplitude, high_frequency_ratio, radial_profile
 
 
 class Net(nn.Module):
@@ -25,6 +26,7 @@ class Net(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t, b = x.shape[:2]
         x = self.stage1(self.stem(x.flatten(0, 1)))
+        self.lif.reset()
         x = self.lif(x.unflatten(0, (t, b)))
         x = self.stage2(x.flatten(0, 1))
         if self.fail:
@@ -33,7 +35,10 @@ class Net(nn.Module):
 
 
 def all_hooks(model: nn.Module) -> list:
-    return [h for m in model.modules() for h in m._forward_hooks.values()]
+    return [
+        h for m in model.modules() for h in (*m._forward_hooks.values(),
+                                             *m._forward_pre_hooks.values())
+    ]
 
 
 @pytest.fixture
@@ -41,51 +46,132 @@ def inputs() -> torch.Tensor:
     return torch.rand(2, 3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
 
 
-def test_one_entry_per_module_in_forward_order(inputs):
+def test_one_entry_per_module_in_forward_order_with_stage_and_depth(inputs):
     model = Net().eval()
     probe = SpectrumProbe(model, types=(nn.Conv2d, nn.Linear), names=("lif", "stage2.*"))
     results = probe.run(inputs)
     names = [r.name for r in results]
     assert names == ["stem", "stage1.0", "lif", "stage2.0", "stage2.1", "head"]
+    assert [r.stage for r in results] == [1, 1, 1, 2, 2, None]  # 16x16, then 8x8
+    assert [r.depth for r in results] == [0.0, 0.25, 0.5, 0.75, 1.0, None]
+    assert [r.neuron for r in results] == [False, False, True, False, False, False]
+    assert all(r.calls == 1 for r in results)
     assert all_hooks(model) == []
 
 
-def test_results_match_the_functions_on_the_captured_output(inputs):
+def test_results_match_the_functions_on_the_captured_tensors(inputs):
     model = Net().eval()
     captured = {}
+    model.lif.register_forward_pre_hook(lambda m, a: captured.setdefault("lif_in", a[0]))
     model.lif.register_forward_hook(lambda m, i, o: captured.setdefault("lif", o))
     model.stage2[1].register_forward_hook(lambda m, i, o: captured.setdefault("relu", o))
-    results = {r.name: r for r in SpectrumProbe(model, names=("lif", "stage2.1")).run(inputs)}
+    probe = SpectrumProbe(model, names=("lif", "stage2.1"), method="diagonal")
+    results = {r.name: r for r in probe.run(inputs)}
     lif, relu = results["lif"], results["stage2.1"]
-    assert lif.shape == (2, 3, 4, 16, 16)
+    assert lif.shape == (2, 3, 4, 16, 16) and lif.output.maps == 24
     assert lif.firing_rate == pytest.approx(captured["lif"].mean().item())
     assert 0.0 < lif.firing_rate < 1.0
-    assert relu.firing_rate is None
-    assert relu.high_frequency_ratio == pytest.approx(high_frequency_ratio(captured["relu"]))
-    radii, profile = delta_log_amplitude(captured["lif"])
-    assert lif.delta_log_amplitude == pytest.approx(profile[-1])
-    assert (lif.radii == radii).all() and (lif.profile == profile).all()
+    assert relu.firing_rate is None and relu.input is None
+    assert relu.output.high_frequency_ratio == pytest.approx(high_frequency_ratio(captured["relu"]))
+    for spectrum, tensor in ((lif.output, captured["lif"]), (lif.input, captured["lif_in"])):
+        radii, delta = delta_log_amplitude(tensor, method="diagonal")
+        np.testing.assert_allclose(spectrum.delta_radii, radii)
+        np.testing.assert_allclose(spectrum.delta_log_amplitude, delta)
+        assert spectrum.summary_delta == pytest.approx(delta[-1])
+        np.testing.assert_allclose(spectrum.power, radial_profile(tensor)[1])
 
 
-def test_non_spatial_outputs_are_recorded_as_skipped(inputs):
-    results = SpectrumProbe(Net().eval(), types=nn.Linear).run(inputs)
-    assert len(results) == 1
-    head = results[0]
-    assert head.name == "head" and head.shape == (6, 2)
-    assert "(6, 2)" in head.skipped
-    assert math.isnan(head.delta_log_amplitude) and math.isnan(head.high_frequency_ratio)
+def test_identity_layer_leaves_the_spectrum_unchanged():
+    maps = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    layer = SpectrumProbe(nn.Sequential(nn.Identity()), names="0", neuron_types=nn.Identity)
+    (result,) = layer.run(maps)
+    assert result.output.high_frequency_ratio == result.input.high_frequency_ratio
+    np.testing.assert_array_equal(result.output.power, result.input.power)
+    np.testing.assert_array_equal(result.output.delta_log_amplitude,
+                                  result.input.delta_log_amplitude)
 
 
-def test_context_manager_records_and_removes_hooks(inputs):
+def test_average_pooling_lowers_the_high_frequency_ratio_of_white_noise():
+    """A 3x3 box filter passes white noise at each frequency with gain |H|^2,
+    H = (1 + 2 cos(pi fy)) / 3 * (1 + 2 cos(pi fx)) / 3 (circular padding, exactly)."""
+    noise = torch.randn(64, 8, 32, 32, generator=torch.Generator().manual_seed(2))
+    pool = nn.Sequential(nn.CircularPad2d(1), nn.AvgPool2d(3, stride=1))
+    (result,) = SpectrumProbe(pool, names="1").run(noise)
+    f = 2 * np.fft.fftfreq(32)
+    gain = ((1 + 2 * np.cos(np.pi * f[:, None])) * (1 + 2 * np.cos(np.pi * f[None, :])) / 9) ** 2
+    radius = np.hypot(f[:, None], f[None, :])
+    expected = gain[radius >= 0.5].sum() / gain[radius > 0].sum()
+    white = np.mean(radius[radius > 0] >= 0.5)
+    assert high_frequency_ratio(noise) == pytest.approx(white, abs=0.01)
+    assert result.output.high_frequency_ratio == pytest.approx(expected, abs=0.01)
+    assert result.output.high_frequency_ratio < 0.2 < 0.7 < white
+
+
+def test_forward_passes_inside_the_block_are_averaged(inputs):
     model = Net().eval()
-    with SpectrumProbe(model, types=nn.Conv2d) as probe:
-        assert len(all_hooks(model)) == 3
-        model(inputs)
-        model(inputs)
-    assert [r.name for r in probe.results] == ["stem", "stage1.0", "stage2.0"] * 2
+    probe = SpectrumProbe(model, types=nn.Conv2d)
+    with probe:
+        assert len(all_hooks(model)) == 4  # three modules and the input grid
+        model(inputs[:, :1])
+        model(inputs[:, 1:])
     assert all_hooks(model) == []
+    together = {r.name: r for r in SpectrumProbe(model, types=nn.Conv2d).run(inputs)}
+    assert [r.name for r in probe.results] == ["stem", "stage1.0", "stage2.0"]
+    for layer in probe.results:
+        assert layer.calls == 2
+        np.testing.assert_allclose(layer.output.power, together[layer.name].output.power)
     model(inputs)
-    assert len(probe.results) == 6
+    assert all(layer.calls == 2 for layer in probe.results)
+
+
+def test_a_module_called_at_every_time_step_gives_one_entry():
+    node = sj_neuron.LIFNode(tau=2.0, v_threshold=0.2)  # single-step: one call per step
+    drive = torch.rand(4, 2, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+
+    class Steps(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.node = node
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.node.reset()
+            return torch.stack([self.node(step) for step in x])
+
+    (result,) = SpectrumProbe(Steps(), names="node").run(drive)
+    assert result.calls == 4 and result.output.maps == 4 * 2 * 3 and result.neuron
+    node.reset()
+    spikes = torch.stack([node(step) for step in drive])
+    assert result.firing_rate == pytest.approx(spikes.mean().item())
+    np.testing.assert_allclose(result.input.power, radial_profile(drive)[1])
+
+
+def test_tokens_and_non_spatial_outputs_are_recorded_as_skipped(inputs):
+    class Tokens(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.flatten(-2)[..., :32]  # [T, B, C, N]: 4 axes, but not a map of 16x16
+
+    model = nn.Sequential(Tokens(), nn.Flatten(1), nn.LazyLinear(2))
+    results = SpectrumProbe(model, names=("0", "2")).run(inputs)
+    assert [r.name for r in results] == ["0", "2"]
+    tokens, head = results
+    assert "not a map grid of the 16x16 input" in tokens.skipped
+    assert head.shape == (2, 2) and "(2, 2)" in head.skipped
+    assert head.output is None and head.depth is None and head.stage is None
+
+
+def test_the_membrane_input_callable_decides_what_a_neuron_filtered(inputs):
+    model = Net().eval()
+    seen = []
+
+    def doubled(module, args, kwargs):
+        seen.append(type(module).__name__)
+        return 2.0 * args[0]
+
+    probe = SpectrumProbe(model, names="lif", membrane_input=doubled)
+    (plain,) = SpectrumProbe(model, names="lif").run(inputs)
+    (result,) = probe.run(inputs)
+    assert seen == ["LIFNode"]
+    np.testing.assert_allclose(result.input.power, 4.0 * plain.input.power)
 
 
 def test_hooks_are_removed_after_an_exception_in_forward(inputs):
@@ -99,11 +185,20 @@ def test_hooks_are_removed_after_an_exception_in_forward(inputs):
     assert all_hooks(model) == []
 
 
-def test_hooks_are_removed_after_non_finite_output(inputs):
+def test_calls_with_non_finite_output_are_counted_and_left_out(inputs):
     model = Net().eval()
-    probe = SpectrumProbe(model, names="stem")
-    with pytest.raises(ValueError, match="finite"):
-        probe.run(inputs * math.nan)
+    probe = SpectrumProbe(model, names=("stem", "lif"))
+    with probe:
+        model(inputs)
+        model(inputs * math.inf)  # the stem's output is nan; the LIF of nan does not fire
+    stem, lif = probe.results
+    assert stem.calls == 2 and stem.nonfinite_calls == 1 and stem.output.maps == 6 * 4
+    (alone,) = SpectrumProbe(model, names="stem").run(inputs)
+    np.testing.assert_array_equal(stem.output.power, alone.output.power)
+    assert lif.nonfinite_calls == 0 and lif.input.maps == 2 * 3 * 4  # the nan input left out
+    (dead,) = SpectrumProbe(model, names="stem").run(inputs * math.nan)
+    assert dead.skipped == "output had nan or inf values in all 1 calls"
+    assert dead.output is None and dead.depth == 0.0 and dead.stage == 1  # maps, not finite
     assert all_hooks(model) == []
 
 
@@ -116,6 +211,8 @@ def test_probe_matching_no_module_is_rejected():
         SpectrumProbe(Net())
 
 
-def test_bad_cutoff_is_rejected():
+def test_bad_cutoff_and_method_are_rejected():
     with pytest.raises(ValueError, match=r"\(0, sqrt\(2\)\].*2\.0"):
         SpectrumProbe(Net(), types=nn.Conv2d, cutoff=2.0)
+    with pytest.raises(ValueError, match="unknown method 'mean'; valid: radial, diagonal"):
+        SpectrumProbe(Net(), types=nn.Conv2d, method="mean")
