@@ -302,3 +302,28 @@ def test_output_folders_are_new_and_never_reused(tmp_path):
     with pytest.raises(UserError, match="exists and is not an empty folder"):
         new_output_folder(first / "spectra.json", "x")
     assert new_output_folder(second, "x") == second  # an empty folder is fine
+
+
+def test_train_trains_the_relu_twin_through_the_neuron_key(tmp_path, capsys):
+    out = tmp_path / "relu-run"
+    code = main(["train", "--set", "neuron=relu", "--set", "epochs=1", "--set",
+                 "train_samples=32", "--set", "model_kwargs={embed_dims: 16}", "--set", "T=1",
+                 "--no-progress", "--output", str(out)])
+    assert code == 0
+    checkpoint = read_checkpoint(out / "checkpoint-last.pt")
+    cfg = build_config(checkpoint["config"], {})
+    assert cfg.neuron == "relu"
+    relu = model_for_config(cfg, DATASETS["digits"])
+    load_checkpoint(relu, checkpoint, strict=True)
+    assert not any(isinstance(m, MultiStepNeuron) for m in relu.modules())
+    assert any(isinstance(m, MultiStepReLU) for m in relu.modules())
+    lif = model_for_config(build_config(cfg.to_dict(), {"neuron": "lif"}), DATASETS["digits"])
+    load_checkpoint(lif, checkpoint, strict=True)  # and back: the same state dict
+
+
+def test_a_failed_run_leaves_no_folder_behind(trained, tmp_path, capsys):
+    out = tmp_path / "never"
+    err = one_line_error(capsys, "--checkpoint", trained, "--samples", 4, "--cam", 2,
+                         "--cam-layer", "stage9", "--output", out)
+    assert "--cam-layer 'stage9' is no module of maxformer_cifar" in err
+    assert not out.exists()

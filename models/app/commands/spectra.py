@@ -31,8 +31,13 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from models.app.options import add_options, positive_int
+
+if TYPE_CHECKING:
+    from models.app.spectra_networks import Network
+    from spectral import LayerSpectrum
 
 DEFAULT_SAMPLES, DEFAULT_CAM_IMAGES = 64, 8
 
@@ -100,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     networks = networks_from_args(args)
     sources = [image_set(network, args) for network in networks]
+    existed = args.output is not None and args.output.exists()
     output = new_output_folder(args.output, networks[0].model_name)
     written = []
     try:
@@ -124,14 +130,14 @@ def run(args: argparse.Namespace) -> int:
     except BaseException:
         for name in written:  # all files or none
             (output / name).unlink()
-        if not any(output.iterdir()):
+        if not existed and not any(output.iterdir()):
             output.rmdir()
         raise
     print(f"wrote {', '.join(reversed(written))} to {output}")
     return 0
 
 
-def _summary(network, source: str, layers) -> str:
+def _summary(network: Network, source: str, layers: list[LayerSpectrum]) -> str:
     """One line per network: what it is and its high-frequency ratio from first to last layer."""
     analysed = [layer for layer in layers if layer.output is not None]
     ratios = [layer.output.high_frequency_ratio for layer in analysed]
