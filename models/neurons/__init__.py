@@ -1,10 +1,12 @@
 """Multi-step LIF/IF neurons: the only place where neuron dynamics are written.
 
-Backends: ``torch`` (CPU and GPU), ``triton`` (fused GPU kernels; on the CPU under
-``TRITON_INTERPRET=1``), ``spikingjelly`` (the baseline) and ``auto``.
+Backends: ``numba`` (fused CPU kernels), ``torch`` (PyTorch operations, CPU and GPU; the
+fallback), ``triton`` (fused GPU kernels; on the CPU under ``TRITON_INTERPRET=1``),
+``spikingjelly`` (the baseline) and ``auto`` (triton on CUDA, numba on the CPU).
 """
 
-from .dynamics import SURROGATES, NeuronSpec
+from .dynamics import NeuronSpec
+from .surrogate import SURROGATES
 from .functional import (
     BACKENDS,
     if_multistep,

@@ -16,10 +16,11 @@ written as one affine update.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
-SURROGATES: dict[str, float] = {"sigmoid": 4.0, "atan": 2.0}
-"""Surrogate gradients of the Heaviside step and their default ``alpha``."""
+import torch
+
+from .surrogate import SURROGATES
 
 
 @dataclass(frozen=True)
@@ -46,9 +47,14 @@ class NeuronSpec:
                 f"unknown surrogate {self.surrogate!r}; valid choices: {sorted(SURROGATES)}"
             )
         if self.alpha is None:
-            object.__setattr__(self, "alpha", SURROGATES[self.surrogate])
+            object.__setattr__(self, "alpha", SURROGATES[self.surrogate].default_alpha)
         elif not (math.isfinite(self.alpha) and self.alpha > 0):
             raise ValueError(f"alpha must be a finite number > 0, got {self.alpha!r}")
+
+    def fields(self) -> tuple:
+        """The spec as plain values in field order (``NeuronSpec(*spec.fields()) == spec``):
+        what the ``torch.library`` custom ops take."""
+        return astuple(self)
 
     @property
     def is_lif(self) -> bool:
@@ -77,3 +83,9 @@ class NeuronSpec:
     def bias(self) -> float:
         """The constant term of the charge: the leak towards ``v_reset``."""
         return self.v_rest / self.tau if self.is_lif else 0.0
+
+
+def state_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the membrane is computed and returned in for inputs of ``dtype``: float64
+    for float64, else float32 (half precision is computed in float32)."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
