@@ -6,7 +6,6 @@ fallback), ``triton`` (fused GPU kernels; on the CPU under ``TRITON_INTERPRET=1`
 """
 
 from .dynamics import NeuronSpec
-from .surrogate import SURROGATES
 from .functional import (
     BACKENDS,
     if_multistep,
@@ -16,6 +15,7 @@ from .functional import (
     resolve_backend,
 )
 from .modules import MultiStepIF, MultiStepLIF, MultiStepNeuron, MultiStepReLU
+from .surrogate import SURROGATES
 
 __all__ = [
     "BACKENDS",

@@ -10,7 +10,12 @@ reset, when not given)::
 
 with ``decay = 1 - 1/tau`` (1 for IF), ``input_gain = 1/tau`` for ``decay_input`` LIF (else 1)
 and ``bias = v_reset / tau`` for LIF (else 0). This is spikingjelly's ``LIFNode``/``IFNode``
-written as one affine update.
+written as one affine update. The CPU backends (``numba``, ``torch``) round it as spikingjelly
+does, ``V + (X - (V - V_reset)) / tau`` (``decay_input``) or ``V - (V - V_reset) / tau + X``,
+so their spikes and membranes are spikingjelly's bit for bit; the Triton kernels compute the
+affine form in fp32 registers. Where ``V[t-1]`` is infinite, ``H[t] = V[t-1] + X[t]`` in every
+backend (an infinite membrane stays as it is), and a hard reset gives ``v_reset`` after any
+spike, ``H = +inf`` included.
 """
 
 from __future__ import annotations
