@@ -321,10 +321,13 @@ def _empty_like(x: torch.Tensor) -> torch.Tensor:
     return out
 
 
+NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
+
+
 def _array(t: torch.Tensor | None, dtype: torch.dtype) -> np.ndarray:
     """``t`` as a contiguous numpy array of ``dtype`` (an empty one for None)."""
     if t is None:
-        return np.empty(0, dtype=torch.empty(0, dtype=dtype).numpy().dtype)
+        return np.empty(0, dtype=NUMPY_DTYPES[dtype])
     return t.detach().to(dtype).contiguous().numpy()
 
 
@@ -338,7 +341,7 @@ def forward_pass(
     v_out = torch.empty(n if store_state else 0, dtype=x.dtype)
     if n == 0 or steps == 0:
         return spikes, v_out
-    c, _ = _coefficients(spec, _array(None, x.dtype).dtype)
+    c, _ = _coefficients(spec, np.dtype(NUMPY_DTYPES[x.dtype]))
     xs, ss, vi, vo = x.detach().numpy(), spikes.numpy(), _array(v_init, x.dtype), v_out.numpy()
     mode, hard, has_v_init = _mode(spec), spec.hard_reset, v_init is not None
 
@@ -364,7 +367,7 @@ def backward_pass(
     if grad_spikes is None:
         grad_spikes = torch.zeros_like(x)
     has_grad_v = grad_v is not None and grad_v.numel() > 0
-    c, ic = _coefficients(spec, _array(None, x.dtype).dtype)
+    c, ic = _coefficients(spec, np.dtype(NUMPY_DTYPES[x.dtype]))
     xs, gs, gx = x.detach().numpy(), _array(grad_spikes, x.dtype), grad_x.numpy()
     vi, gv = _array(v_init, x.dtype), _array(grad_v if has_grad_v else None, x.dtype)
     gvi = grad_v_init.numpy()
