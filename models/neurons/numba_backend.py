@@ -17,13 +17,17 @@ pool that sleeps when idle) take pieces until none is left. One parallel region 
 barrier per time step, and a thread held up by a busy core simply takes fewer pieces. Inputs
 too small to share run in the calling thread.
 
-Why numba: it installs from wheels (no compiler at install or run time) and compiles these
-loops with LLVM on first use; ``cache=True`` keeps the machine code on disk (``__pycache__``
-beside this file, or numba's cache folder where that is read-only), so later processes load
-it in well under a second. PyTorch's inductor generates equally fused C++ but needs a C++
-compiler at run time and compiles each graph for seconds; a loop of PyTorch operations (the
-``torch`` backend) moves every intermediate through memory. The measurements behind the
-choice are in ``benchmarks/RESULTS.md``.
+Fresh outputs: on Linux the kernels' output tensors ask for transparent huge pages, so new
+memory costs one page fault per 2 MiB instead of one per 4 KiB on first touch.
+
+Why numba, chosen by measurement (``benchmarks/RESULTS.md``): it installs from wheels, needs
+no compiler at install or run time, and compiles these loops with LLVM on first use
+(about 11 s for float32 on a busy 2-core machine); ``cache=True`` keeps the machine code on
+disk (``__pycache__`` beside this file, or numba's cache folder where that is read-only), so
+later processes load it in about a second. The same two loops written as PyTorch operations
+and compiled by inductor ran 1.6x (forward) and 1.9x (backward) slower in the same run, and
+their first call compiled for 146 s with a C++ compiler that users may not have; a loop of
+PyTorch operations (the ``torch`` backend) moves every intermediate through memory.
 """
 
 from __future__ import annotations
