@@ -1,12 +1,15 @@
-"""Race the multi-step LIF backends: ours (``triton``, ``torch``) against spikingjelly.
+"""Race the multi-step LIF backends: ours (``triton``, ``numba``, ``torch``) against spikingjelly.
 
 Rows: the neuron layers of ``maxformer_10_384`` (batch 64, T=4; layers of equal size are
 timed once) and a sweep over T and the number of neurons N, in fp32/bf16/fp16, forward only
 and forward+backward. Each row gives the median time, the bandwidth achieved under the bytes
 model of the design (forward reads X and writes S; backward reads X and dL/dS and writes
-dL/dX), its share of the copy bandwidth measured in the same run, and the peak memory (CUDA
-only). On a machine without a GPU it runs the CPU rows (``torch`` and spikingjelly's CPU
-path) and says so.
+dL/dX), and its share of two copies timed in the same turns as the backends, moving the same
+bytes: into existing buffers (``copy``) and into fresh tensors (``allocating copy``:
+``x.clone()``, and for backward ``x + g``), whose first touch of new memory costs page faults
+on the CPU. It also gives the peak memory (CUDA) or the minor page faults of one call (CPU).
+On a machine without a GPU (or with ``--device cpu``) it runs the CPU rows (``numba``,
+``torch`` and spikingjelly's CPU path).
 
 spikingjelly's baselines: ``spikingjelly`` is ``LIFNode(step_mode="m")`` as a model uses it
 (on a GPU its automatic path: the native CUDA extension when built, else Triton; for fp16
@@ -15,61 +18,44 @@ and bf16 inputs it falls back to its torch reference); on a GPU, for fp16 and bf
 dtype, computed in fp32). Speed-ups are against the faster of the two.
 
     python -m benchmarks.bench_lif --json lif.json
-    python -m benchmarks.bench_lif --steps 4 --log2-neurons 22 --dtypes fp32 --modes fwd+bwd
+    python -m benchmarks.bench_lif --T 4 --log2-neurons 22 --dtypes fp32 --modes fwd+bwd
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from collections.abc import Callable
 
 import torch
 
-from benchmarks.common import device_name, write_json
-from models.neurons import NeuronSpec, neuron_multistep
+from benchmarks.common import device_name, time_calls, write_json
+from models.app.options import add_options, resolve_device
+from models.neurons import BACKENDS, NeuronSpec, neuron_multistep
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 MODES = ("fwd", "fwd+bwd")
-
-
-def median_seconds(
-    fns: dict[str, Callable[[], object]], device: torch.device, reps: int
-) -> dict[str, tuple[float, float | None]]:
-    """Median wall time and peak memory (MiB, CUDA only) of each closure.
-
-    CUDA: ``triton.testing.do_bench``, one closure after the other. CPU: after one warm-up
-    call each, the closures take turns ``reps`` times, so that a slower or busier moment of
-    the machine falls on all of them alike.
-    """
-    if device.type == "cuda":
-        import triton.testing
-
-        results = {}
-        for name, fn in fns.items():
-            torch.cuda.reset_peak_memory_stats()
-            ms = triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
-            results[name] = (ms / 1e3, torch.cuda.max_memory_allocated() / 2**20)
-        return results
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for fn in fns.values():
-        fn()
-    for _ in range(reps):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: (statistics.median(t), None) for name, t in times.items()}
+REFERENCES = ("copy", "allocating copy")
 
 
 def copy_bandwidth(device: torch.device, nbytes: int, reps: int) -> float:
     """Bytes per second of ``dst.copy_(src)``, counting bytes read and written."""
     src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).normal_()
-    dst = torch.empty_like(src)
-    seconds, _ = median_seconds({"copy": lambda: dst.copy_(src)}, device, reps)["copy"]
-    return 2 * nbytes / seconds
+    dst = torch.zeros_like(src)
+    return 2 * nbytes / time_calls({"copy": lambda: dst.copy_(src)}, device, reps)["copy"].seconds
+
+
+def reference_steps(x: torch.Tensor, grad: torch.Tensor, mode: str) -> dict[str, Callable]:
+    """Copies moving the bytes of a neuron call on ``x``: forward reads one tensor and writes
+    one; forward+backward also reads two and writes one. ``copy`` writes into buffers that
+    already exist, ``allocating copy`` into fresh tensors, as the neuron does."""
+    first, second = torch.zeros_like(x), torch.zeros_like(x)
+    if mode == "fwd":
+        return {"copy": lambda: first.copy_(x), "allocating copy": lambda: x.clone()}
+    return {
+        "copy": lambda: (first.copy_(x), torch.add(x, grad, out=second)),
+        "allocating copy": lambda: (x.clone(), torch.add(x, grad)),
+    }
 
 
 def moved_bytes(steps: int, neurons: int, dtype: torch.dtype, mode: str) -> int:
@@ -167,9 +153,9 @@ def mixed_precision_runs(device: torch.device) -> bool:
 
 
 def backends_for(device: torch.device, dtype: torch.dtype, mixed_precision: bool) -> list[str]:
-    """The backends raced on ``device`` for inputs of ``dtype``."""
+    """The backends raced on ``device`` for inputs of ``dtype`` by default."""
     if device.type != "cuda":
-        return ["torch", "spikingjelly"]
+        return ["numba", "torch", "spikingjelly"]
     half = dtype in (torch.float16, torch.bfloat16)
     return ["triton", "torch", "spikingjelly"] + (
         ["spikingjelly-mp"] if half and mixed_precision else []
@@ -178,18 +164,17 @@ def backends_for(device: torch.device, dtype: torch.dtype, mixed_precision: bool
 
 def benchmark(args: argparse.Namespace, on_row: Callable[[dict], None] = lambda row: None) -> dict:
     """Time every shape, dtype, mode and backend; ``on_row`` sees each row as it is made."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(args.device)
     bandwidth = copy_bandwidth(device, args.copy_mib << 20, args.reps)
     mixed_precision = mixed_precision_runs(device)
-    shapes = [
-        (f"sweep T={t} N=2^{k}", t, 1 << k, 1) for t in args.steps for k in args.log2_neurons
-    ]
+    shapes = [(f"sweep T={t} N=2^{k}", t, 1 << k, 1) for t in args.T for k in args.log2_neurons]
     if args.maxformer:
-        shapes = maxformer_shapes(args.batch) + shapes
+        shapes = maxformer_shapes(args.batch_size) + shapes
     result = dict(
         device=device_name(device),
         gpu=device.type == "cuda",
         torch=torch.__version__,
+        threads=torch.get_num_threads(),
         copy_gb_per_s=bandwidth / 1e9,
         rows=[],
     )
@@ -200,18 +185,23 @@ def benchmark(args: argparse.Namespace, on_row: Callable[[dict], None] = lambda 
                 continue
             x = torch.randn(steps, neurons, device=device).mul_(1.5).add_(0.5).to(dtype)
             grad = torch.randn_like(x)
+            backends = args.lif_backend or backends_for(device, dtype, mixed_precision)
             for mode in args.modes:
-                steps_by_backend = {
-                    b: neuron_step(b, x, grad, mode)
-                    for b in backends_for(device, dtype, mixed_precision)
-                }
-                timed = median_seconds(steps_by_backend, device, args.reps)
-                for backend, (seconds, peak) in timed.items():
-                    achieved = moved_bytes(steps, neurons, dtype, mode) / seconds
+                closures = {b: neuron_step(b, x, grad, mode) for b in backends}
+                timed = time_calls({**closures, **reference_steps(x, grad, mode)}, device,
+                                   args.reps)
+                moved = moved_bytes(steps, neurons, dtype, mode)
+                copy_s, allocating_s = (timed[name].seconds for name in REFERENCES)
+                for backend in backends:
+                    seconds = timed[backend].seconds
                     result["rows"].append(dict(
                         shape=label, T=steps, N=neurons, layers=layers, dtype=dtype_name,
-                        mode=mode, backend=backend, ms=seconds * 1e3, gb_per_s=achieved / 1e9,
-                        share_of_copy=achieved / bandwidth, peak_mib=peak,
+                        mode=mode, backend=backend, ms=seconds * 1e3,
+                        gb_per_s=moved / seconds / 1e9, share_of_copy=copy_s / seconds,
+                        share_of_allocating_copy=allocating_s / seconds,
+                        copy_ms=copy_s * 1e3, allocating_copy_ms=allocating_s * 1e3,
+                        peak_mib=timed[backend].peak_mib, page_faults=timed[backend].page_faults,
+                        reference_page_faults=timed["allocating copy"].page_faults,
                     ))
                     print(format_row(result["rows"][-1]), flush=True)
                     on_row(result)
@@ -219,11 +209,14 @@ def benchmark(args: argparse.Namespace, on_row: Callable[[dict], None] = lambda 
 
 
 def format_row(row: dict) -> str:
-    peak = "" if row["peak_mib"] is None else f" {row['peak_mib']:9.1f} MiB"
+    if row["peak_mib"] is not None:
+        memory = f" {row['peak_mib']:9.1f} MiB"
+    else:
+        memory = f" {row['page_faults']:7d} faults (allocating copy {row['reference_page_faults']})"
     return (
         f"{row['shape']:<58} {row['dtype']:>4} {row['mode']:>7} {row['backend']:>15} "
-        f"{row['ms']:10.3f} ms {row['gb_per_s']:8.1f} GB/s {100 * row['share_of_copy']:6.1f}%"
-        f"{peak}"
+        f"{row['ms']:10.3f} ms {row['gb_per_s']:8.1f} GB/s copy {100 * row['share_of_copy']:6.1f}%"
+        f" allocating copy {100 * row['share_of_allocating_copy']:6.1f}%{memory}"
     )
 
 
@@ -261,8 +254,16 @@ def model_totals(rows: list[dict]) -> list[str]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4, 8, 16],
-                        help="time steps T of the sweep (default: 1 2 4 8 16)")
+    choices = [b for b in BACKENDS if b != "auto"] + ["spikingjelly-mp"]
+    add_options(
+        parser, "T", "batch_size", "lif_backend", "device", "json",
+        T={"nargs": "+", "default": [1, 2, 4, 8, 16], "aliases": ("--steps",),
+           "help": "time steps T of the sweep (default: 1 2 4 8 16)"},
+        batch_size={"default": 64, "help": "batch of the maxformer rows (default: 64)"},
+        lif_backend={"nargs": "+", "choices": choices, "aliases": ("--backends",),
+                     "help": "backends to race (default: triton torch spikingjelly on a GPU, "
+                     "numba torch spikingjelly on the CPU)"},
+    )
     parser.add_argument("--log2-neurons", type=int, nargs="+", default=None,
                         help="log2 of the neurons N of the sweep (default: 16 18 ... 26 on a GPU, "
                              "16 18 20 22 on the CPU)")
@@ -271,26 +272,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--maxformer", action=argparse.BooleanOptionalAction, default=True,
                         help="add the neuron layers of maxformer_10_384 (default: on)")
-    parser.add_argument("--batch", type=int, default=64, help="batch of the maxformer rows")
     parser.add_argument("--reps", type=int, default=9, help="timed repetitions on the CPU")
     parser.add_argument("--copy-mib", type=int, default=1024,
                         help="buffer size of the copy-bandwidth measurement (MiB)")
-    parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
     args = parser.parse_args(argv)
     if args.log2_neurons is None:
-        top = 26 if torch.cuda.is_available() else 22
+        top = 26 if resolve_device(args.device).type == "cuda" else 22
         args.log2_neurons = list(range(16, top + 1, 2))
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not torch.cuda.is_available():
-        print("no CUDA GPU: running the CPU rows (torch backend and spikingjelly's CPU path); "
-              "the triton rows need a GPU", file=sys.stderr)
+    if resolve_device(args.device).type != "cuda":
+        print(f"CPU rows on {torch.get_num_threads()} threads (numba and torch backends, "
+              "spikingjelly's CPU path); the triton rows need a GPU", file=sys.stderr)
     result = benchmark(args, on_row=lambda partial: write_json(args.json, partial))
     write_json(args.json, result)
-    print(f"copy bandwidth: {result['copy_gb_per_s']:.1f} GB/s on {result['device']}")
+    print(f"copy bandwidth ({args.copy_mib} MiB): {result['copy_gb_per_s']:.1f} GB/s on "
+          f"{result['device']}")
     for line in speedups(result["rows"]) + model_totals(result["rows"]):
         print(line)
     return 0

@@ -6,24 +6,26 @@ The bytes kept for backward are counted with ``torch.autograd.graph.saved_tensor
 original code corresponds to: spikingjelly neurons (which keep their input and more, so
 BatchNorm outputs are kept twice) and spikes saved as floats.
 
+The rows of one model (its backends, and the reference) are timed in turns, so that a
+busier moment of the machine falls on all of them alike.
+
     python -m benchmarks.bench_model --json model.json
-    python -m benchmarks.bench_model --models maxformer_10_384 --img-size 224 --batch 1 \\
+    python -m benchmarks.bench_model --models maxformer_10_384 --img-size 224 --batch-size 1 \\
         --memory-only --reference
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 
 import timm
 import torch
 from torch import nn
 
 import models  # noqa: F401  (registers the model zoo with timm)
-from benchmarks.common import device_name, write_json
+from benchmarks.common import device_name, time_calls, write_json
+from models.app.options import add_options, resolve_device
 from models.neurons import BACKENDS
 from models.spike_storage import kept_for_backward
 
@@ -34,42 +36,25 @@ def saved_bytes(model: nn.Module, x: torch.Tensor) -> int:
     return kept_for_backward(lambda: model(x), model.parameters())[1]
 
 
-def seconds_per_call(fn, device: torch.device, reps: int) -> tuple[float, float]:
-    """Median seconds of ``fn()`` after two warm-up calls, and the seconds of the first call
-    (which includes compiling, under ``torch.compile``)."""
-    times = []
-    for _ in range(2 + reps):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[2:]), times[0]
-
-
-def measure(
-    name: str, backend: str, args: argparse.Namespace, device: torch.device,
-    reference: bool = False,
-) -> dict:
-    """One row: speed and memory of preset ``name`` with neurons on ``backend``."""
+def build(name: str, backend: str, args: argparse.Namespace, device: torch.device,
+          reference: bool) -> tuple[dict, dict]:
+    """A row (what is kept for backward) and the closures timing preset ``name`` with
+    neurons on ``backend``: one training step, one inference pass."""
     model = timm.create_model(name, T=args.T, lif_backend=backend, **args.model_kwargs)
     model.pack_saved_spikes = args.pack and not reference
     model.to(device)
-    x = torch.randn(args.batch, model.in_chans, args.img_size, args.img_size, device=device)
+    x = torch.randn(args.batch_size, model.in_chans, args.img_size, args.img_size, device=device)
     row = dict(
-        model=name, backend=backend, reference=reference, T=args.T, batch=args.batch,
+        model=name, backend=backend, reference=reference, T=args.T, batch=args.batch_size,
         img_size=args.img_size, params=sum(p.numel() for p in model.parameters()),
         saved_mib=saved_bytes(model, x) / 2**20,
     )
-    if args.memory_only:
-        return row
-    target = torch.randint(0, model.num_classes, (args.batch,), device=device)
+    target = torch.randint(0, model.num_classes, (args.batch_size,), device=device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     step_model = torch.compile(model) if args.compile else model
 
     def train_step():
+        model.train()
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
             loss = nn.functional.cross_entropy(step_model(x), target)
@@ -77,23 +62,36 @@ def measure(
         optimizer.step()
 
     def infer():
+        model.eval()
         with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
             step_model(x)
 
+    return row, {"train": train_step, "infer": infer}
+
+
+def measure(name: str, args: argparse.Namespace, device: torch.device) -> list[dict]:
+    """The rows of preset ``name``: one per backend (and the reference), timed in turns."""
+    runs = [(backend, False) for backend in args.lif_backend]
+    runs += [("spikingjelly", True)] if args.reference else []
+    built = [build(name, backend, args, device, reference) for backend, reference in runs]
+    rows = [row for row, _ in built]
+    if args.memory_only:
+        return rows
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    model.train()
-    train_s, first_s = seconds_per_call(train_step, device, args.reps)
-    peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
-    row.update(
-        train_ms=train_s * 1e3, train_img_per_s=args.batch / train_s, train_peak_mib=peak,
-        first_step_s=first_s,
-    )
+    train = time_calls({str(i): calls["train"] for i, (_, calls) in enumerate(built)}, device,
+                       args.reps, warmup=2)
+    for i, row in enumerate(rows):
+        timing = train[str(i)]
+        row.update(train_ms=timing.seconds * 1e3, train_img_per_s=args.batch_size / timing.seconds,
+                   train_peak_mib=timing.peak_mib, first_step_s=timing.first_seconds)
     if not args.skip_inference:
-        model.eval()
-        infer_s, _ = seconds_per_call(infer, device, args.reps)
-        row.update(infer_ms=infer_s * 1e3, infer_img_per_s=args.batch / infer_s)
-    return row
+        infer = time_calls({str(i): calls["infer"] for i, (_, calls) in enumerate(built)},
+                           device, args.reps, warmup=2)
+        for i, row in enumerate(rows):
+            seconds = infer[str(i)].seconds
+            row.update(infer_ms=seconds * 1e3, infer_img_per_s=args.batch_size / seconds)
+    return rows
 
 
 def format_row(row: dict) -> str:
@@ -117,15 +115,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--models", nargs="+", default=None,
                         help="presets (default: maxformer_10_384 on a GPU, maxformer_cifar on "
                              "the CPU)")
-    parser.add_argument("--backends", nargs="+", choices=[b for b in BACKENDS if b != "auto"],
-                        default=None,
-                        help="neuron backends (default: triton torch spikingjelly on a GPU, "
-                             "torch spikingjelly on the CPU)")
-    parser.add_argument("--T", type=int, default=4, help="time steps (default: 4)")
-    parser.add_argument("--batch", type=int, default=None,
-                        help="batch size (default: 32 on a GPU, 4 on the CPU)")
-    parser.add_argument("--img-size", type=int, default=None,
-                        help="image side (default: 224 on a GPU, 32 on the CPU)")
+    add_options(
+        parser, "lif_backend", "T", "batch_size", "img_size", "device", "json",
+        lif_backend={"nargs": "+", "choices": [b for b in BACKENDS if b != "auto"],
+                     "aliases": ("--backends",),
+                     "help": "neuron backends (default: triton torch spikingjelly on a GPU, "
+                     "numba torch spikingjelly on the CPU)"},
+        T={"default": 4, "help": "time steps (default: 4)"},
+        batch_size={"help": "batch size (default: 32 on a GPU, 8 on the CPU)"},
+        img_size={"help": "image side (default: 224 on a GPU, 32 on the CPU)"},
+    )
     parser.add_argument("--embed-dims", type=int, default=None,
                         help="override the presets' width (for quick runs)")
     parser.add_argument("--reps", type=int, default=5, help="timed repetitions")
@@ -140,14 +139,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="only count the bytes kept for backward")
     parser.add_argument("--reference", action="store_true",
                         help="add the original code's configuration as a row per model")
-    parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
     args = parser.parse_args(argv)
-    gpu = torch.cuda.is_available()
+    gpu = resolve_device(args.device).type == "cuda"
     args.models = args.models or (["maxformer_10_384"] if gpu else ["maxformer_cifar"])
-    args.backends = args.backends or (
-        ["triton", "torch", "spikingjelly"] if gpu else ["torch", "spikingjelly"]
+    args.lif_backend = args.lif_backend or (
+        ["triton", "torch", "spikingjelly"] if gpu else ["numba", "torch", "spikingjelly"]
     )
-    args.batch = args.batch or (32 if gpu else 4)
+    args.batch_size = args.batch_size or (32 if gpu else 8)
     args.img_size = args.img_size or (224 if gpu else 32)
     args.model_kwargs = {} if args.embed_dims is None else {"embed_dims": args.embed_dims}
     return args
@@ -155,20 +153,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(args.device)
     if device.type == "cpu":
-        print("no CUDA GPU: CPU rows only", file=sys.stderr)
+        print(f"CPU rows on {torch.get_num_threads()} threads", file=sys.stderr)
     result = dict(
-        device=device_name(device),
+        device=device_name(device), threads=torch.get_num_threads(),
         torch=torch.__version__, amp=args.amp, compile=args.compile, pack=args.pack, rows=[],
     )
     for name in args.models:
-        runs = [(backend, False) for backend in args.backends]
-        runs += [("spikingjelly", True)] if args.reference else []
-        for backend, reference in runs:
-            result["rows"].append(measure(name, backend, args, device, reference))
-            print(format_row(result["rows"][-1]), flush=True)
-            write_json(args.json, result)
+        for row in measure(name, args, device):
+            result["rows"].append(row)
+            print(format_row(row), flush=True)
+        write_json(args.json, result)
     return 0
 
 

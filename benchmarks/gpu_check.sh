@@ -2,8 +2,8 @@
 # GPU checks in one command (about 5 minutes on an H200, each part time-limited so a slow
 # part cannot starve the rest): the Triton kernels against the torch backend and the
 # original's golden outputs, torch.compile with inductor, then the launch-setting sweep and
-# both benchmarks. Writes gpu_check.log and six JSON files to $OUT (the device tool's folder)
-# or ./gpu-results.
+# both benchmarks. Writes gpu_check.log and six JSON files to the folder $OUT names, or
+# ./gpu-results.
 #
 # spikingjelly is the benchmarks' baseline; on a machine without it, carry its wheels in .whl/
 # (see benchmarks/RESULTS.md) and this script installs them into a private folder.
@@ -37,16 +37,16 @@ python3 -c "import xdist" 2>/dev/null && workers=(-n 8)
 part tests 90 python3 -m pytest -q -p no:cacheprovider "${workers[@]}" tests/test_neurons.py \
     tests/test_models_compile.py \
     tests/test_models_golden.py::test_float32_triton_backend_matches_original
-part tune_lif 45 python3 -m benchmarks.tune_lif --steps 4 --log2-neurons 24 --dtype bf16 \
+part tune_lif 45 python3 -m benchmarks.tune_lif --T 4 --log2-neurons 24 --dtype bf16 \
     --json "$out/tune_lif.json"
-part bench_lif 160 python3 -m benchmarks.bench_lif --steps 4 16 --log2-neurons 20 24 26 \
+part bench_lif 160 python3 -m benchmarks.bench_lif --T 4 16 --log2-neurons 20 24 26 \
     --dtypes fp32 bf16 --json "$out/bench_lif.json"
 part bench_model 60 python3 -m benchmarks.bench_model --reference --json "$out/bench_model.json"
 part bench_model_unpacked 45 python3 -m benchmarks.bench_model --no-pack \
-    --backends triton spikingjelly --json "$out/bench_model_unpacked.json"
-part bench_model_amp 45 python3 -m benchmarks.bench_model --amp --backends triton spikingjelly \
+    --lif-backend triton spikingjelly --json "$out/bench_model_unpacked.json"
+part bench_model_amp 45 python3 -m benchmarks.bench_model --amp --lif-backend triton spikingjelly \
     --json "$out/bench_model_amp.json"
-part bench_model_compile 120 python3 -m benchmarks.bench_model --compile --backends triton \
+part bench_model_compile 120 python3 -m benchmarks.bench_model --compile --lif-backend triton \
     --skip-inference --json "$out/bench_model_compile.json"
 
 if [ ${#failed[@]} -gt 0 ]; then

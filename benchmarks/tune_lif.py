@@ -7,7 +7,7 @@ under the design's bytes model (forward: X in, S out; backward: X and dL/dS in, 
 It needs a CUDA GPU; without one it runs under ``TRITON_INTERPRET=1`` (a check that it works,
 its times say nothing).
 
-    python -m benchmarks.tune_lif --steps 4 --log2-neurons 24 --dtype bf16 --json tune.json
+    python -m benchmarks.tune_lif --T 4 --log2-neurons 24 --dtype bf16 --json tune.json
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import sys
 
 import torch
 
-from benchmarks.bench_lif import DTYPES, copy_bandwidth, median_seconds
-from benchmarks.common import device_name, write_json
+from benchmarks.bench_lif import DTYPES, copy_bandwidth
+from benchmarks.common import device_name, time_calls, write_json
+from models.app.options import add_options
 from models.neurons import NeuronSpec
 from models.neurons import triton_backend as kernels
 
@@ -31,13 +32,13 @@ def sweep(args: argparse.Namespace) -> dict:
     bandwidth = copy_bandwidth(device, args.copy_mib << 20, reps=1)
     dtype = DTYPES[args.dtype]
     n = 1 << args.log2_neurons
-    x = torch.randn(args.steps, n, device=device).mul_(1.5).add_(0.5).to(dtype)
+    x = torch.randn(args.T, n, device=device).mul_(1.5).add_(0.5).to(dtype)
     grad = torch.randn_like(x)
-    coefficients = kernels._coefficients(NeuronSpec())
+    spec = NeuronSpec()
     passes = {"fwd": 2, "bwd": 3}
     runs = {
-        "fwd": lambda: kernels.launch_forward(x, None, *coefficients, False),
-        "bwd": lambda: kernels.launch_backward(x, None, grad, None, *coefficients),
+        "fwd": lambda: kernels.launch_forward(x, None, spec, False),
+        "bwd": lambda: kernels.launch_backward(x, None, grad, None, spec),
     }
     settings = {
         "fwd": [("BLOCK_FORWARD", "FORWARD_WARPS"), itertools.product(args.blocks, args.warps)],
@@ -49,7 +50,7 @@ def sweep(args: argparse.Namespace) -> dict:
         for chosen in values:
             for name, value in zip(names, chosen, strict=True):
                 setattr(kernels, name, value)
-            seconds, _ = median_seconds({kernel: runs[kernel]}, device, reps=1)[kernel]
+            seconds = time_calls({kernel: runs[kernel]}, device, reps=1)[kernel].seconds
             moved = passes[kernel] * x.numel() * x.element_size()
             rows.append(dict(
                 kernel=kernel, **dict(zip(names, chosen, strict=True)), ms=seconds * 1e3,
@@ -61,14 +62,15 @@ def sweep(args: argparse.Namespace) -> dict:
                   + (" (default)" if rows[-1]["default"] else ""), flush=True)
         for name, value in zip(names, defaults, strict=True):
             setattr(kernels, name, value)
-    return dict(device=device_name(device), torch=torch.__version__, T=args.steps, N=n,
+    return dict(device=device_name(device), torch=torch.__version__, T=args.T, N=n,
                 dtype=args.dtype, copy_gb_per_s=bandwidth / 1e9, rows=rows)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=4, help="time steps T (default: 4)")
+    add_options(parser, "T", "json", T={"default": 4, "aliases": ("--steps",),
+                                        "help": "time steps T (default: 4)"})
     parser.add_argument("--log2-neurons", type=int, default=24, help="log2 of N (default: 24)")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
     parser.add_argument("--blocks", type=int, nargs="+", default=[512, 1024, 2048, 4096],
@@ -79,7 +81,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="FORWARD_WARPS / MAX_BACKWARD_WARPS values")
     parser.add_argument("--copy-mib", type=int, default=1024,
                         help="buffer size of the copy-bandwidth measurement (MiB)")
-    parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
     return parser.parse_args(argv)
 
 

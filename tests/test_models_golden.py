@@ -99,9 +99,10 @@ def run_case(
     return ours, reference
 
 
+@pytest.mark.parametrize("lif_backend", ["numba", "torch"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_float64_torch_backend_matches_original(case: str) -> None:
-    ours, reference = run_case(case, "torch", torch.float64)
+def test_float64_cpu_backends_match_original(case: str, lif_backend: str) -> None:
+    ours, reference = run_case(case, lif_backend, torch.float64)
     for key in ("logits_eval", "logits_train", "loss", "input_grad"):
         error = max_rel_error(ours[key], reference[key])
         assert error < FLOAT64_RTOL, f"{case} {key}: max relative error {error:.3e}"

@@ -33,14 +33,15 @@ def run(z, norm, neuron, fused: bool):
     ],
 )
 @pytest.mark.parametrize("training", [True, False])
-def test_fused_equals_unfused_bit_for_bit(norm, shape, training):
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_fused_equals_unfused_bit_for_bit(norm, shape, training, backend):
     torch.manual_seed(0)
     norm = norm.double().train(training)
     if norm.affine:
         nn.init.normal_(norm.weight, 2.0, 0.5)
         nn.init.normal_(norm.bias, 0.5, 0.5)
     nn.init.uniform_(norm.running_var, 0.5, 1.5)
-    neuron = MultiStepLIF(backend="torch")
+    neuron = MultiStepLIF(backend=backend)
     z = torch.randn(shape, dtype=torch.float64)
     state = {k: v.clone() for k, v in norm.state_dict().items()}
     plain = run(z, norm, neuron, fused=False)

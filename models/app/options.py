@@ -86,7 +86,7 @@ OPTIONS: dict[str, Option] = {
                          "fp16"}),
         Option("--lif-backend", {"choices": BACKENDS, "metavar": "BACKEND",
                                  "help": f"neuron backend: {', '.join(BACKENDS)} (auto: triton "
-                                 "on CUDA, else torch)"}),
+                                 "on CUDA, numba on the CPU)"}),
         Option("--device", {"choices": DEVICES, "default": "auto",
                             "help": "auto (cuda when available), cpu or cuda (default: auto)"},
                config_key=False),
@@ -118,7 +118,8 @@ def add_options(parser: argparse.ArgumentParser, *names: str, **changes: dict[st
     """Add the shared options ``names`` (keys of :data:`OPTIONS`) to ``parser``.
 
     ``changes`` maps an option's name to argparse settings that replace its own (``default``,
-    ``help``, ``nargs``, ``required``), e.g. ``add_options(p, "T", T={"nargs": "+"})``.
+    ``help``, ``nargs``, ``required``), e.g. ``add_options(p, "T", T={"nargs": "+"})``, and
+    may add this command's own hidden old spellings (``"aliases": ("--steps",)``).
     """
     unknown = [name for name in (*names, *changes) if name not in OPTIONS]
     if unknown:
@@ -126,8 +127,9 @@ def add_options(parser: argparse.ArgumentParser, *names: str, **changes: dict[st
     for name in names:
         option = OPTIONS[name]
         settings = {**option.settings, **changes.get(name, {})}
+        old_spellings = (*option.aliases, *settings.pop("aliases", ()))
         parser.add_argument(option.flag, **settings)
-        for alias in option.aliases:
+        for alias in old_spellings:
             parser.add_argument(
                 alias, dest=option.dest, action=_OldSpelling, new_flag=option.flag,
                 type=settings.get("type"), nargs=settings.get("nargs"),

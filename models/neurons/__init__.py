@@ -1,10 +1,11 @@
 """Multi-step LIF/IF neurons: the only place where neuron dynamics are written.
 
-Backends: ``torch`` (CPU and GPU), ``triton`` (fused GPU kernels; on the CPU under
-``TRITON_INTERPRET=1``), ``spikingjelly`` (the baseline) and ``auto``.
+Backends: ``numba`` (fused CPU kernels), ``torch`` (PyTorch operations, CPU and GPU; the
+fallback), ``triton`` (fused GPU kernels; on the CPU under ``TRITON_INTERPRET=1``),
+``spikingjelly`` (the baseline) and ``auto`` (triton on CUDA, numba on the CPU).
 """
 
-from .dynamics import SURROGATES, NeuronSpec
+from .dynamics import NeuronSpec
 from .functional import (
     BACKENDS,
     if_multistep,
@@ -14,6 +15,7 @@ from .functional import (
     resolve_backend,
 )
 from .modules import MultiStepIF, MultiStepLIF, MultiStepNeuron, MultiStepReLU
+from .surrogate import SURROGATES
 
 __all__ = [
     "BACKENDS",

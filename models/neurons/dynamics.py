@@ -10,16 +10,22 @@ reset, when not given)::
 
 with ``decay = 1 - 1/tau`` (1 for IF), ``input_gain = 1/tau`` for ``decay_input`` LIF (else 1)
 and ``bias = v_reset / tau`` for LIF (else 0). This is spikingjelly's ``LIFNode``/``IFNode``
-written as one affine update.
+written as one affine update. The CPU backends (``numba``, ``torch``) round it as spikingjelly
+does, ``V + (X - (V - V_reset)) / tau`` (``decay_input``) or ``V - (V - V_reset) / tau + X``,
+so their spikes and membranes are spikingjelly's bit for bit; the Triton kernels compute the
+affine form in fp32 registers. Where ``V[t-1]`` is infinite, ``H[t] = V[t-1] + X[t]`` in every
+backend (an infinite membrane stays as it is), and a hard reset gives ``v_reset`` after any
+spike, ``H = +inf`` included.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
-SURROGATES: dict[str, float] = {"sigmoid": 4.0, "atan": 2.0}
-"""Surrogate gradients of the Heaviside step and their default ``alpha``."""
+import torch
+
+from .surrogate import SURROGATES
 
 
 @dataclass(frozen=True)
@@ -46,9 +52,14 @@ class NeuronSpec:
                 f"unknown surrogate {self.surrogate!r}; valid choices: {sorted(SURROGATES)}"
             )
         if self.alpha is None:
-            object.__setattr__(self, "alpha", SURROGATES[self.surrogate])
+            object.__setattr__(self, "alpha", SURROGATES[self.surrogate].default_alpha)
         elif not (math.isfinite(self.alpha) and self.alpha > 0):
             raise ValueError(f"alpha must be a finite number > 0, got {self.alpha!r}")
+
+    def fields(self) -> tuple:
+        """The spec as plain values in field order (``NeuronSpec(*spec.fields()) == spec``):
+        what the ``torch.library`` custom ops take."""
+        return astuple(self)
 
     @property
     def is_lif(self) -> bool:
@@ -77,3 +88,9 @@ class NeuronSpec:
     def bias(self) -> float:
         """The constant term of the charge: the leak towards ``v_reset``."""
         return self.v_rest / self.tau if self.is_lif else 0.0
+
+
+def state_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the membrane is computed and returned in for inputs of ``dtype``: float64
+    for float64, else float32 (half precision is computed in float32)."""
+    return torch.float64 if dtype == torch.float64 else torch.float32

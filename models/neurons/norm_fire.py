@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from .dynamics import NeuronSpec
 from .functional import neuron_input_grad, neuron_multistep, resolve_backend
+from .keep_input import FUSED_BACKENDS
 
 _batch_norm = torch.ops.aten.native_batch_norm
 _batch_norm_backward = torch.ops.aten.native_batch_norm_backward
@@ -70,12 +71,12 @@ def norm_then_fire(z: Tensor, norm: nn.Module, spec: NeuronSpec, backend: str) -
     """Spikes ``[T, B, C, ...]`` of the neuron ``spec`` on ``norm(z)``, ``z`` ``[T, B, C, ...]``,
     ``norm`` applied per time step.
 
-    Keeps only ``z`` for backward when ``norm`` is a BatchNorm and the backend ``torch`` or
-    ``triton``; otherwise runs ``norm`` as a module and the neuron on its output.
+    Keeps only ``z`` for backward when ``norm`` is a BatchNorm and the backend ``numba``,
+    ``torch`` or ``triton``; otherwise runs ``norm`` as a module and the neuron on its output.
     """
     fusable = isinstance(norm, nn.modules.batchnorm._BatchNorm) and resolve_backend(
         backend, z
-    ) in ("torch", "triton")
+    ) in FUSED_BACKENDS
     if not fusable:
         return neuron_multistep(norm_per_step(z, norm), spec, backend)[0]
     return _NormThenFire.apply(z, norm.weight, norm.bias, norm, spec, backend)

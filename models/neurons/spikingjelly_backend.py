@@ -5,27 +5,32 @@ from __future__ import annotations
 import torch
 
 from .dynamics import NeuronSpec
+from .surrogate import SURROGATES
+
+
+def node(spec: NeuronSpec):
+    """spikingjelly's multi-step node computing ``spec`` (its surrogate from the one table)."""
+    from spikingjelly.activation_based import neuron, surrogate
+
+    surrogate_class = getattr(surrogate, SURROGATES[spec.surrogate].spikingjelly)
+    common = dict(
+        v_threshold=spec.v_threshold,
+        v_reset=spec.v_reset,
+        surrogate_function=surrogate_class(alpha=spec.alpha),
+        detach_reset=spec.detach_reset,
+        step_mode="m",
+    )
+    if spec.is_lif:
+        return neuron.LIFNode(tau=float(spec.tau), decay_input=spec.decay_input, **common)
+    return neuron.IFNode(**common)
 
 
 def multistep(
     x: torch.Tensor, v_init: torch.Tensor | None, spec: NeuronSpec
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Spikes ``[T, ...]`` and final membrane ``[...]`` of ``x`` ``[T, ...]`` by spikingjelly."""
-    from spikingjelly.activation_based import neuron, surrogate
-
-    surrogates = {"sigmoid": surrogate.Sigmoid, "atan": surrogate.ATan}
-    common = dict(
-        v_threshold=spec.v_threshold,
-        v_reset=spec.v_reset,
-        surrogate_function=surrogates[spec.surrogate](alpha=spec.alpha),
-        detach_reset=spec.detach_reset,
-        step_mode="m",
-    )
-    if spec.is_lif:
-        node = neuron.LIFNode(tau=float(spec.tau), decay_input=spec.decay_input, **common)
-    else:
-        node = neuron.IFNode(**common)
+    lif = node(spec)
     if v_init is not None:
-        node.v = v_init
-    spikes = node(x)
-    return spikes, node.v
+        lif.v = v_init
+    spikes = lif(x)
+    return spikes, lif.v

@@ -6,11 +6,10 @@ the charge from ``X`` keeping ``H[t]`` in registers (a ``[T, BLOCK]`` tile; ``T`
 compile-time constant), then walks back in time reading ``dL/dS`` and writing ``dL/dX``.
 For ``T > MAX_REGISTER_STEPS`` it keeps ``H`` in a scratch buffer instead.
 
-The autograd rule (:mod:`.keep_input`) launches the two kernels. While ``torch.compile``
-traces, they go through ``torch.library`` custom ops (``maxformer::neuron_forward`` and
-``maxformer::neuron_backward``), which the compiler keeps as they are; in eager mode they are
-launched directly, which costs far less host time per call. Set ``TRITON_INTERPRET=1``
-before importing this module to run the kernels on the CPU.
+The autograd rule (:mod:`.keep_input`) launches the two kernels: directly in eager mode,
+through the custom ops ``maxformer::triton_neuron_forward`` and ``..._backward`` while
+``torch.compile`` or ``torch.export`` traces. Set ``TRITON_INTERPRET=1`` before importing
+this module to run the kernels on the CPU.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ import triton
 import triton.language as tl
 
 from .dynamics import NeuronSpec
+from .surrogate import SURROGATES
 
 BLOCK_FORWARD = 1024
 FORWARD_WARPS = 4
@@ -27,7 +27,7 @@ TILE_ELEMENTS = 2048
 """Elements of one ``[T, BLOCK]`` register tile of the backward kernel."""
 MAX_BACKWARD_WARPS = 4
 MAX_REGISTER_STEPS = 16
-SURROGATE_IDS = {"sigmoid": 0, "atan": 1}
+SIGMOID: tl.constexpr = tl.constexpr(SURROGATES["sigmoid"].id)
 
 
 @triton.jit
@@ -42,7 +42,8 @@ def _load_or_fill(ptr, offs, mask, fill, LOAD: tl.constexpr, BLOCK: tl.constexpr
 
 @triton.jit
 def _charge(v, x, decay, input_gain, bias):
-    return v * decay + x * input_gain + bias
+    """``H[t]``; where ``V[t-1]`` is infinite (``v - v`` is not 0), ``V[t-1] + X[t]``."""
+    return tl.where(v - v == 0.0, v * decay + x * input_gain + bias, v + x)
 
 
 @triton.jit
@@ -57,7 +58,9 @@ def _fire_and_reset(h, v_threshold, v_reset, HARD_RESET: tl.constexpr):
 
 @triton.jit
 def _surrogate_grad(x, alpha, SURROGATE: tl.constexpr):
-    if SURROGATE == 0:
+    """``dS/dH`` at ``x = H - v_threshold`` of the surrogate whose id is ``SURROGATE`` (in
+    :data:`.surrogate.SURROGATES`: sigmoid, else atan); 0 at infinite ``x``."""
+    if SURROGATE == SIGMOID:
         sig = tl.sigmoid(alpha * x)
         sg = alpha * sig * (1.0 - sig)
     else:
@@ -74,7 +77,7 @@ def _grad_h(h, gs, carry, v_threshold, v_reset, alpha,
     if HARD_RESET:
         dv_dh = (h < v_threshold).to(tl.float32)
         if not DETACH_RESET:
-            dv_dh += (v_reset - h) * sg
+            dv_dh += tl.where(sg == 0.0, 0.0, (v_reset - h) * sg)
     else:
         if DETACH_RESET:
             dv_dh = 1.0
@@ -179,29 +182,19 @@ def _tile_warps(block: int, element_size: int) -> int:
     return max(1, min(MAX_BACKWARD_WARPS, block // vectors_per_warp))
 
 
-def _coefficients(spec: NeuronSpec) -> tuple:
-    """The neuron as plain numbers: the trailing arguments of both custom ops."""
-    return (
-        spec.decay, spec.input_gain, spec.bias, spec.v_threshold, spec.v_rest,
-        spec.hard_reset, spec.detach_reset, spec.surrogate, spec.alpha,
-    )
-
-
 def launch_forward(
-    x: torch.Tensor, v_init: torch.Tensor | None, decay: float, input_gain: float, bias: float,
-    v_threshold: float, v_reset: float, hard_reset: bool, detach_reset: bool, surrogate: str,
-    alpha: float, store_state: bool,
+    x: torch.Tensor, v_init: torch.Tensor | None, spec: NeuronSpec, store_state: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Spikes ``[T, N]`` of ``x`` ``[T, N]`` (contiguous) and the fp32 final membrane ``[N]``
-    (empty unless ``store_state``). ``detach_reset``, ``surrogate``, ``alpha``: for backward."""
+    (empty unless ``store_state``)."""
     steps, n = x.shape
     spikes = torch.empty_like(x)
     v_out = torch.empty(n if store_state else 0, dtype=torch.float32, device=x.device)
-    if n == 0:
+    if n == 0 or steps == 0:
         return spikes, v_out
     _forward_kernel[(triton.cdiv(n, BLOCK_FORWARD),)](
-        x, spikes, v_init, v_out, n, decay, input_gain, bias, v_threshold, v_reset,
-        T=steps, HARD_RESET=hard_reset, HAS_V_INIT=v_init is not None,
+        x, spikes, v_init, v_out, n, spec.decay, spec.input_gain, spec.bias, spec.v_threshold,
+        spec.v_rest, T=steps, HARD_RESET=spec.hard_reset, HAS_V_INIT=v_init is not None,
         STORE_STATE=store_state, BLOCK=BLOCK_FORWARD, num_warps=FORWARD_WARPS,
     )
     return spikes, v_out
@@ -209,21 +202,21 @@ def launch_forward(
 
 def launch_backward(
     x: torch.Tensor, v_init: torch.Tensor | None, grad_spikes: torch.Tensor,
-    grad_v: torch.Tensor | None, decay: float, input_gain: float, bias: float,
-    v_threshold: float, v_reset: float, hard_reset: bool, detach_reset: bool,
-    surrogate: str, alpha: float,
+    grad_v: torch.Tensor | None, spec: NeuronSpec,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``dL/dx`` ``[T, N]`` and ``dL/dv_init`` (fp32 ``[N]``, empty without ``v_init``)."""
+    """``dL/dx`` ``[T, N]`` and ``dL/dv_init`` (fp32 ``[N]``, empty without ``v_init``) from
+    ``dL/dS`` ``[T, N]`` and ``dL/dV[T]`` ``[N]`` (or None), all contiguous."""
     steps, n = x.shape
     grad_x = torch.empty_like(x)
     grad_v_init = torch.empty(n if v_init is not None else 0, dtype=torch.float32, device=x.device)
-    flags = dict(
-        HARD_RESET=hard_reset, DETACH_RESET=detach_reset, SURROGATE=SURROGATE_IDS[surrogate],
-        HAS_V_INIT=v_init is not None, HAS_GRAD_V=grad_v is not None,
-    )
-    numbers = (decay, input_gain, bias, v_threshold, v_reset, alpha)
-    if n == 0:
+    if n == 0 or steps == 0:
         return grad_x, grad_v_init
+    flags = dict(
+        HARD_RESET=spec.hard_reset, DETACH_RESET=spec.detach_reset,
+        SURROGATE=SURROGATES[spec.surrogate].id, HAS_V_INIT=v_init is not None,
+        HAS_GRAD_V=grad_v is not None,
+    )
+    numbers = (spec.decay, spec.input_gain, spec.bias, spec.v_threshold, spec.v_rest, spec.alpha)
     if steps <= MAX_REGISTER_STEPS:
         t_pow2 = triton.next_power_of_2(steps)
         block = max(32, TILE_ELEMENTS // t_pow2)
@@ -241,41 +234,8 @@ def launch_backward(
     return grad_x, grad_v_init
 
 
-neuron_forward = torch.library.custom_op("maxformer::neuron_forward", mutates_args=())(
-    launch_forward
-)
-neuron_backward = torch.library.custom_op("maxformer::neuron_backward", mutates_args=())(
-    launch_backward
-)
-
-
-@neuron_forward.register_fake
-def _(x, v_init, *coefficients_and_store_state):
-    store_state = coefficients_and_store_state[-1]
-    return torch.empty_like(x), x.new_empty(x.shape[1] if store_state else 0, dtype=torch.float32)
-
-
-@neuron_backward.register_fake
-def _(x, v_init, grad_spikes, grad_v, *coefficients):
-    return torch.empty_like(x), x.new_empty(x.shape[1] if v_init is not None else 0,
-                                            dtype=torch.float32)
-
-
-def _launchers():
-    """The two launchers: as the custom ops while ``torch.compile`` traces (opaque to it), as
-    plain calls in eager mode (a custom op costs a few hundred microseconds of host time)."""
-    if torch.compiler.is_compiling():
-        return neuron_forward, neuron_backward
-    return launch_forward, launch_backward
-
-
-def forward_pass(
-    x: torch.Tensor, v_init: torch.Tensor | None, spec: NeuronSpec, store_state: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Spikes ``[T, N]`` of ``x`` ``[T, N]`` (contiguous) and the fp32 final membrane ``[N]``
-    (empty unless ``store_state``)."""
-    forward, _ = _launchers()
-    return forward(x, v_init, *_coefficients(spec), store_state)
+forward_pass = launch_forward
+"""The forward pass of :mod:`.keep_input`'s contract."""
 
 
 def backward_pass(
@@ -284,7 +244,5 @@ def backward_pass(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``dL/dx`` ``[T, N]`` and ``dL/dv_init`` (fp32 ``[N]``) from the gradients of the spikes
     and of the final membrane (either may be None)."""
-    _, backward = _launchers()
-    grad_spikes = torch.zeros_like(x) if grad_spikes is None else grad_spikes.contiguous()
-    grad_v = grad_v.contiguous() if grad_v is not None and grad_v.numel() else None
-    return backward(x, v_init, grad_spikes, grad_v, *_coefficients(spec))
+    grad_spikes = torch.zeros_like(x) if grad_spikes is None else grad_spikes
+    return launch_backward(x, v_init, grad_spikes, grad_v, spec)
