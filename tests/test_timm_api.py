@@ -275,6 +275,7 @@ def test_torch_export_of_maxformer_cifar_equals_eager():
     torch.testing.assert_close(out, eager, rtol=0, atol=0)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
 def test_torchscript_refuses_with_a_clear_error():
     with pytest.raises(RuntimeError, match="TorchScript cannot compile SpikingFormer.*export"):
         torch.jit.script(small("maxformer_cifar"))

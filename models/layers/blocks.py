@@ -3,6 +3,7 @@ sequence of blocks of one stage."""
 
 import contextlib
 from collections.abc import Iterator
+from functools import partial
 
 import torch
 from torch import Tensor, nn
@@ -52,12 +53,12 @@ class BlockSequence(nn.Sequential):
 
     def forward(self, x: Tensor) -> Tensor:
         for block in self:
-            if self.grad_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(
-                    block, x, use_reentrant=False, context_fn=lambda b=block: _recompute(b)
-                )
-            else:
+            if not (self.grad_checkpointing and torch.is_grad_enabled()):
                 x = block(x)
+            elif torch.compiler.is_compiling():  # the compiler applies BatchNorm's updates once
+                x = checkpoint(block, x, use_reentrant=False)
+            else:
+                x = checkpoint(block, x, use_reentrant=False, context_fn=partial(_recompute, block))
         return x
 
 

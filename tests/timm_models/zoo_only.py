@@ -127,11 +127,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             markers[i] = pytest.mark.parametrize(argnames, values).mark
 
 
+def _wanted(item: pytest.Item) -> bool:
+    """A per-model test, or a generic one on a selected model (not on an empty selection)."""
+    name = getattr(item, "originalname", None)
+    if name in GENERIC_TESTS:
+        return item.callspec.params.get("model_name") in SELECTED
+    return any(name in names for names in PER_MODEL_TESTS.values())
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Keep the per-model and generic tests; deselect the others."""
-    wanted = {name for names in PER_MODEL_TESTS.values() for name in names} | set(GENERIC_TESTS)
-    keep = [item for item in items if getattr(item, "originalname", None) in wanted]
-    dropped = [item for item in items if getattr(item, "originalname", None) not in wanted]
+    keep = [item for item in items if _wanted(item)]
+    dropped = [item for item in items if not _wanted(item)]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
     items[:] = keep
