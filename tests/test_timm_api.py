@@ -20,7 +20,7 @@ from torchvision.models.feature_extraction import create_feature_extractor, get_
 import models  # noqa: F401  (registers the zoo)
 from models.layers import TimeMajorDropPath
 from models.spike_storage import kept_for_backward
-from models.zoo import zoo_model_names
+from models.zoo import ZOO_MODULES
 
 SMALL = {
     "maxformer_cifar": {"embed_dims": 32, "num_heads": 2, "T": 2},
@@ -182,7 +182,12 @@ def test_stage_embedding_sits_between_the_stages_in_layer_decay():
     )
 
 
-@pytest.mark.parametrize("name", zoo_model_names())
+ZOO_CONFIGS = timm.list_models(
+    module=[module.__name__.rsplit(".", 1)[-1] for module in ZOO_MODULES], include_tags=True
+)
+
+
+@pytest.mark.parametrize("name", ZOO_CONFIGS)
 def test_every_config_names_the_first_conv_and_classifier(name):
     with torch.device("meta"):
         model = timm.create_model(name)
@@ -190,6 +195,10 @@ def test_every_config_names_the_first_conv_and_classifier(name):
     cfg = model.pretrained_cfg
     assert cfg["first_conv"] + ".weight" in keys and cfg["classifier"] + ".weight" in keys
     assert keys[cfg["first_conv"] + ".weight"].shape[1] == cfg["input_size"][0]
+
+
+def test_all_configs_are_listed():
+    assert len(ZOO_CONFIGS) == 14 and "maxformer_10_768.t1_in1k" in ZOO_CONFIGS
 
 
 @pytest.mark.parametrize(

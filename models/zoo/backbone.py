@@ -51,8 +51,9 @@ def head_pool(pool_type: str) -> SelectAdaptivePool2d:
 
 class SpikingBackbone(nn.Module):
     """Subclasses build their layers (under `factory_device(device)`), call `_init_head`,
-    and define `_stem`, `_stages`, `_stage_module_names`, `_pool_and_fire` and
-    `group_matcher`; they name their linear classifier in `classifier_name`."""
+    and define `_stages`, `_stage_module_names`, `_pool_and_fire`, `group_matcher` (and
+    `_stem` for layers before the first stage); they name their linear classifier in
+    `classifier_name`."""
 
     classifier_name = "head"
     pack_saved_spikes = True
