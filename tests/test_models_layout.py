@@ -187,16 +187,20 @@ def test_bad_input_is_refused(cifar_model: models.SpikingFormer, shape, message:
         cifar_model(torch.zeros(shape))
 
 
-def test_event_model_takes_only_batch_first_frames() -> None:
+def test_event_model_takes_frames_and_clips_of_any_length() -> None:
+    """As its config says: a frame [B, 2, H, W] repeated T times, or clips [B, T', 2, H, W]."""
     model = timm.create_model("maxformer_event", embed_dims=32).eval()
-    with pytest.raises(ValueError, match=r"event input must be \[B, T, C, H, W\]"):
-        model(torch.zeros(1, 2, 16, 16))
+    assert model.T == 16 and model.pretrained_cfg["input_size"] == (2, 128, 128)
+    assert "[B, 2, H, W]" in model.pretrained_cfg["notes"][0]
     with pytest.raises(ValueError, match="3 channels, the model expects 2"):
         model(torch.zeros(1, 4, 3, 16, 16))
-    frames = torch.rand(2, 3, 2, 16, 16)
+    frame = (torch.rand(2, 2, 16, 16) < 0.5).float()
     with torch.no_grad():
-        features = model.forward_features(frames)
-    assert features.shape == (3, 2, 32, 1, 1)  # time-major inside, T taken from the input
+        from_frame = model(frame)
+        from_clip = model(frame.unsqueeze(1).repeat(1, 16, 1, 1, 1))
+        short = model.forward_features(torch.rand(2, 3, 2, 16, 16))
+    torch.testing.assert_close(from_frame, from_clip, rtol=0, atol=0)
+    assert short.shape == (2, 32, 1, 1, 3)  # timm's NCHW with the clip's time steps last
 
 
 def test_static_image_is_repeated_over_time() -> None:
@@ -212,17 +216,18 @@ def test_timm_feature_api() -> None:
     model = timm.create_model("maxformer_cifar", embed_dims=32, num_heads=2, T=2).eval()
     x = torch.randn(1, 3, 16, 16)
     with torch.no_grad():
-        final, stages = model.forward_intermediates(x)
-        means = model.forward_intermediates(
-            x, indices=[0], output_fmt="NCHW", intermediates_only=True
-        )
+        final, stages = model.forward_intermediates(x, output_fmt="TNCHW")
+        means = model.forward_intermediates(x, indices=[0], intermediates_only=True)
         pre_logits = model.forward_head(final, pre_logits=True)
+        features = model.forward_features(x)
     assert [tuple(s.shape) for s in stages] == [
         (2, 1, 8, 16, 16),
         (2, 1, 16, 8, 8),
         (2, 1, 32, 4, 4),
     ]
     torch.testing.assert_close(means[0], stages[0].mean(0))
+    assert torch.equal(final, features) and features.shape == (1, 32, 4, 4, 2)
+    torch.testing.assert_close(features, stages[2].permute(1, 2, 3, 4, 0))
     assert [info["reduction"] for info in model.feature_info] == [1, 2, 4]
     assert pre_logits.shape == (1, 32) and ((pre_logits >= 0) & (pre_logits <= 1)).all()
     assert model.get_classifier().out_features == 10
@@ -236,11 +241,7 @@ def test_max_resnet_timm_feature_api() -> None:
     model = timm.create_model("max_resnet18", T=1).eval()
     with torch.no_grad():
         stages = model.forward_intermediates(torch.randn(1, 3, 8, 8), intermediates_only=True)
-    assert [tuple(s.shape) for s in stages] == [
-        (1, 1, 128, 8, 8),
-        (1, 1, 256, 4, 4),
-        (1, 1, 512, 2, 2),
-    ]
+    assert [tuple(s.shape) for s in stages] == [(1, 128, 8, 8), (1, 256, 4, 4), (1, 512, 2, 2)]
     assert model.get_classifier() is model.fc1
 
 
@@ -263,7 +264,7 @@ def test_pruned_model_gives_the_same_intermediates(name, kwargs, dropped) -> Non
     assert all(torch.equal(a, b) for a, b in zip(full, kept, strict=True))
     assert not [k for k in pruned.state_dict() if k.startswith(dropped)]
     assert len(pruned.state_dict()) < len(model.state_dict())
-    assert pruned.num_features == full[1].shape[2] and features.shape == (1, full[1].shape[2])
+    assert pruned.num_features == full[1].shape[1] and features.shape == (1, full[1].shape[1])
     assert len(pruned.feature_info) == 2
 
 
@@ -276,7 +277,7 @@ def test_features_only_gives_time_averaged_stage_outputs() -> None:
     x = torch.randn(1, 3, 16, 16)
     with torch.no_grad():
         maps = features(x)
-        stages = model.forward_intermediates(x, intermediates_only=True)
+        stages = model.forward_intermediates(x, output_fmt="TNCHW", intermediates_only=True)
     assert features.feature_info.channels() == [8, 16, 32]
     assert len(maps) == 3
     for fmap, stage in zip(maps, stages, strict=True):

@@ -130,7 +130,8 @@ class EnergyMeter:
     report = meter.report()
     ```
     While active the model is in eval mode and gradients are off (both restored on exit).
-    `T`: time steps; by default `model.T`, else the second axis of 5-D input `[B, T, C, H, W]`.
+    `T`: time steps; by default the length of 5-D input (clips `[B, T, C, H, W]`), else
+    `model.T`.
     The batch size of a call is the first axis of the model's first argument (`time_major`:
     the second, for input `[T, B, ...]`). `neuron_types`: the classes whose outputs are
     spikes, reported with their firing rates.
@@ -189,9 +190,11 @@ class EnergyMeter:
             raise TypeError("EnergyMeter needs the model's input as its first positional argument")
         x = args[0]
         self._batch = x.shape[1] if self.time_major else x.shape[0]
-        steps = self.T or getattr(self.model, "T", None)
-        if steps is None and x.dim() == 5:
-            steps = x.shape[1]
+        steps = self.T
+        if steps is None and x.dim() == 5:  # a clip has its own length
+            steps = x.shape[0] if self.time_major else x.shape[1]
+        if steps is None:
+            steps = getattr(self.model, "T", None)
         if steps is None:
             raise ValueError(
                 f"cannot tell the number of time steps of input {tuple(x.shape)}: the model has "

@@ -1,6 +1,7 @@
 """Building blocks of the spiking networks: neurons' factory, embeddings, mixers, MLP, blocks."""
 
-from models.layers.blocks import SpikingBlock
+from models.layers.blocks import BlockSequence, SpikingBlock
+from models.layers.drop_path import TimeMajorDropPath
 from models.layers.embeddings import EMBEDDINGS, create_embedding, embedding_stride
 from models.layers.mixers import MIXERS, create_mixer
 from models.layers.mlp import SpikingMLP
@@ -16,6 +17,7 @@ from models.layers.spiking import (
 
 __all__ = [
     "ATTENTION_THRESHOLD",
+    "BlockSequence",
     "EMBEDDINGS",
     "MIXERS",
     "NEURONS",
@@ -23,6 +25,7 @@ __all__ = [
     "MSBasicBlock",
     "SpikingBlock",
     "SpikingMLP",
+    "TimeMajorDropPath",
     "create_embedding",
     "create_mixer",
     "embedding_stride",

@@ -1,6 +1,13 @@
-"""Blocks of the spiking MetaFormer family: a token mixer, then a spiking MLP."""
+"""Blocks of the spiking MetaFormer family (a token mixer, then a spiking MLP), and the
+sequence of blocks of one stage."""
 
+import contextlib
+from collections.abc import Iterator
+from functools import partial
+
+import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from models.layers.mixers import create_mixer
 from models.layers.mlp import SpikingMLP
@@ -11,18 +18,19 @@ class SpikingBlock(nn.Module):
     """Token mixer then spiking MLP, each with its own membrane shortcut.
 
     `[T, B, dim, H, W] -> [T, B, dim, H, W]`. The mixer is stored under its `checkpoint_name`
-    (`mixer` or `attn`), as in the published checkpoints.
+    (`mixer` or `attn`), as in the published checkpoints. `drop_path`: stochastic depth rate of
+    the shortcut branches.
     """
 
     def __init__(
         self, dim: int, mixer: str, neuron: NeuronFactory, num_heads: int = 8,
-        mlp_ratio: float = 4.0,
+        mlp_ratio: float = 4.0, drop_path: float = 0.0,
     ) -> None:
         super().__init__()
-        token_mixer = create_mixer(mixer, dim, neuron, num_heads)
+        token_mixer = create_mixer(mixer, dim, neuron, num_heads, drop_path)
         self._mixer_name = token_mixer.checkpoint_name
         self.add_module(self._mixer_name, token_mixer)
-        self.mlp = SpikingMLP(dim, int(dim * mlp_ratio), neuron)
+        self.mlp = SpikingMLP(dim, int(dim * mlp_ratio), neuron, drop_path)
 
     @property
     def token_mixer(self) -> nn.Module:
@@ -30,3 +38,48 @@ class SpikingBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.mlp(self.token_mixer(x))
+
+
+class BlockSequence(nn.Sequential):
+    """The blocks of one stage, run in order: `[T, B, C, H, W] -> [T, B, C', H', W']`.
+
+    With `grad_checkpointing` (and gradients enabled), each block keeps only its input for
+    backward and runs again there. The recomputation normalises with the same batch statistics
+    but leaves BatchNorm's running statistics alone, and drop path draws the same masks, so
+    outputs, gradients and running statistics are those of a run without checkpointing.
+    """
+
+    grad_checkpointing = False
+
+    def forward(self, x: Tensor) -> Tensor:
+        for block in self:
+            if not (self.grad_checkpointing and torch.is_grad_enabled()):
+                x = block(x)
+            elif torch.compiler.is_compiling():  # the compiler applies BatchNorm's updates once
+                x = checkpoint(block, x, use_reentrant=False)
+            else:
+                x = checkpoint(block, x, use_reentrant=False, context_fn=partial(_recompute, block))
+        return x
+
+
+def _recompute(block: nn.Module) -> tuple[contextlib.AbstractContextManager, ...]:
+    """Contexts of a checkpointed block's forward (none) and of its recomputation (running
+    statistics frozen)."""
+    return contextlib.nullcontext(), _running_stats_frozen(block)
+
+
+@contextlib.contextmanager
+def _running_stats_frozen(module: nn.Module) -> Iterator[None]:
+    """Within, the norms of `module` that track running statistics run the same operations as
+    before (the same tensors saved for backward) with a running-average factor of 0, so their
+    statistics stay as they are; the counts of batches seen are put back on exit."""
+    norms = [m for m in module.modules() if getattr(m, "track_running_stats", False)]
+    before = [(norm.momentum, norm.num_batches_tracked.clone()) for norm in norms]
+    for norm in norms:
+        norm.momentum = 0.0
+    try:
+        yield
+    finally:
+        for norm, (momentum, count) in zip(norms, before, strict=True):
+            norm.momentum = momentum
+            norm.num_batches_tracked.copy_(count)

@@ -1,7 +1,8 @@
 """Token mixers: the spatial half of a block, `[T, B, dim, H, W] -> [T, B, dim, H, W]`.
 
 Each mixer names the attribute it is stored under in its block (`checkpoint_name`: `"mixer"`,
-or `"attn"` for the attention mixers), as in the published checkpoints.
+or `"attn"` for the attention mixers), as in the published checkpoints. Mixers with a membrane
+shortcut (`x + branch(x)`) drop their branch by stochastic depth (`drop_path`).
 """
 
 from collections.abc import Callable
@@ -9,6 +10,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from models.layers.drop_path import TimeMajorDropPath
 from models.layers.spiking import ATTENTION_THRESHOLD, NeuronFactory, per_step, pool
 
 
@@ -34,7 +36,21 @@ class PoolMixer(nn.Module):
         return per_step(x, self.pool)
 
 
-class DepthwiseConvMixer(nn.Module):
+class ShortcutMixer(nn.Module):
+    """A mixer that adds a branch to its input: `x + drop_path(branch(x))`."""
+
+    def __init__(self, drop_path: float = 0.0) -> None:
+        super().__init__()
+        self.drop_path = TimeMajorDropPath(drop_path)
+
+    def branch(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.drop_path(self.branch(x))
+
+
+class DepthwiseConvMixer(ShortcutMixer):
     """Spiking depth-wise convolution: `x + BN(DWConv_k(LIF(x)))`, any odd kernel size `k`.
 
     Checkpoint names are `conv` / `conv_bn`, except for `k = 7`, which the published checkpoints
@@ -44,8 +60,10 @@ class DepthwiseConvMixer(nn.Module):
     checkpoint_name = "mixer"
     _PUBLISHED_CONV_NAMES = {7: "conv5"}
 
-    def __init__(self, dim: int, neuron: NeuronFactory, kernel_size: int = 3) -> None:
-        super().__init__()
+    def __init__(
+        self, dim: int, neuron: NeuronFactory, kernel_size: int = 3, drop_path: float = 0.0
+    ) -> None:
+        super().__init__(drop_path)
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be a positive odd number, got {kernel_size}")
         self._conv_name = self._PUBLISHED_CONV_NAMES.get(kernel_size, "conv")
@@ -56,10 +74,10 @@ class DepthwiseConvMixer(nn.Module):
         )
         self.add_module(f"{self._conv_name}_bn", nn.BatchNorm2d(dim))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def branch(self, x: Tensor) -> Tensor:
         conv = getattr(self, self._conv_name)
         bn = getattr(self, f"{self._conv_name}_bn")
-        return x + per_step(self.lif(x), conv, bn)
+        return per_step(self.lif(x), conv, bn)
 
 
 def _check_heads(dim: int, num_heads: int) -> None:
@@ -67,15 +85,18 @@ def _check_heads(dim: int, num_heads: int) -> None:
         raise ValueError(f"num_heads={num_heads} must be >= 1 and divide the width {dim}")
 
 
-class _SpikeAttention(nn.Module):
+class _SpikeAttention(ShortcutMixer):
     """What SSA and QK-attention share: the input neuron `x_lif`, spike projections
     `{name}_conv`/`{name}_bn`/`{name}_lif` (1x1 conv + BN + LIF, one per name), the attention
     neuron `attn_lif` (threshold 0.5) and the output projection `proj_conv`/`proj_bn`."""
 
     checkpoint_name = "attn"
 
-    def __init__(self, dim: int, neuron: NeuronFactory, num_heads: int, projections: str) -> None:
-        super().__init__()
+    def __init__(
+        self, dim: int, neuron: NeuronFactory, num_heads: int, projections: str,
+        drop_path: float = 0.0,
+    ) -> None:
+        super().__init__(drop_path)
         _check_heads(dim, num_heads)
         self.num_heads = num_heads
         self.x_lif = neuron()
@@ -106,9 +127,9 @@ class SpikingSelfAttention(_SpikeAttention):
 
     def __init__(
         self, dim: int, neuron: NeuronFactory, num_heads: int = 8,
-        dwc_kernel_size: int | None = None,
+        dwc_kernel_size: int | None = None, drop_path: float = 0.0,
     ) -> None:
-        super().__init__(dim, neuron, num_heads, projections="qkv")
+        super().__init__(dim, neuron, num_heads, projections="qkv", drop_path=drop_path)
         if dwc_kernel_size is None:
             self.dwc = None
         else:
@@ -125,7 +146,7 @@ class SpikingSelfAttention(_SpikeAttention):
         spikes = spikes.reshape(steps, batch, count, self.num_heads, channels // self.num_heads)
         return spikes.permute(0, 1, 3, 2, 4)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def branch(self, x: Tensor) -> Tensor:
         steps, batch, channels, height, width = x.shape
         tokens = self.x_lif(x).flatten(3)
         q, k, v = (self._heads(tokens, name) for name in "qkv")
@@ -135,7 +156,7 @@ class SpikingSelfAttention(_SpikeAttention):
         out = out.reshape(steps, batch, channels, height, width)
         if self.dwc is not None:
             out = per_step(self.dwc_neuron(out), self.dwc, self.dwc_bn)
-        return x + out
+        return out
 
 
 class TokenQKAttention(_SpikeAttention):
@@ -144,10 +165,12 @@ class TokenQKAttention(_SpikeAttention):
     `[T, B, dim, H, W] -> [T, B, dim, H, W]`.
     """
 
-    def __init__(self, dim: int, neuron: NeuronFactory, num_heads: int = 8) -> None:
-        super().__init__(dim, neuron, num_heads, projections="qk")
+    def __init__(
+        self, dim: int, neuron: NeuronFactory, num_heads: int = 8, drop_path: float = 0.0
+    ) -> None:
+        super().__init__(dim, neuron, num_heads, projections="qk", drop_path=drop_path)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def branch(self, x: Tensor) -> Tensor:
         steps, batch, channels, height, width = x.shape
         heads = (steps, batch, self.num_heads, channels // self.num_heads, height * width)
         tokens = self.x_lif(x).flatten(3)
@@ -156,29 +179,35 @@ class TokenQKAttention(_SpikeAttention):
         token_gate = self.attn_lif(torch.sum(q, dim=3, keepdim=True))
         out = (token_gate * k).flatten(2, 3)
         out = per_step(out, self.proj_conv, self.proj_bn)
-        return x + out.reshape(steps, batch, channels, height, width)
+        return out.reshape(steps, batch, channels, height, width)
 
 
-MixerFactory = Callable[[int, NeuronFactory, int], nn.Module]
+MixerFactory = Callable[[int, NeuronFactory, int, float], nn.Module]
 
 MIXERS: dict[str, MixerFactory] = {
-    "identity": lambda dim, neuron, heads: IdentityMixer(),
-    "max_pool": lambda dim, neuron, heads: PoolMixer("max"),
-    "avg_pool": lambda dim, neuron, heads: PoolMixer("avg"),
-    "dwc3": lambda dim, neuron, heads: DepthwiseConvMixer(dim, neuron, kernel_size=3),
-    "dwc5": lambda dim, neuron, heads: DepthwiseConvMixer(dim, neuron, kernel_size=5),
-    "dwc7": lambda dim, neuron, heads: DepthwiseConvMixer(dim, neuron, kernel_size=7),
-    "ssa": lambda dim, neuron, heads: SpikingSelfAttention(dim, neuron, heads),
-    "ssa_dwc": lambda dim, neuron, heads: SpikingSelfAttention(
-        dim, neuron, heads, dwc_kernel_size=5
+    "identity": lambda dim, neuron, heads, drop: IdentityMixer(),
+    "max_pool": lambda dim, neuron, heads, drop: PoolMixer("max"),
+    "avg_pool": lambda dim, neuron, heads, drop: PoolMixer("avg"),
+    "dwc3": lambda dim, neuron, heads, drop: DepthwiseConvMixer(dim, neuron, 3, drop),
+    "dwc5": lambda dim, neuron, heads, drop: DepthwiseConvMixer(dim, neuron, 5, drop),
+    "dwc7": lambda dim, neuron, heads, drop: DepthwiseConvMixer(dim, neuron, 7, drop),
+    "ssa": lambda dim, neuron, heads, drop: SpikingSelfAttention(
+        dim, neuron, heads, drop_path=drop
     ),
-    "qk": lambda dim, neuron, heads: TokenQKAttention(dim, neuron, heads),
+    "ssa_dwc": lambda dim, neuron, heads, drop: SpikingSelfAttention(
+        dim, neuron, heads, dwc_kernel_size=5, drop_path=drop
+    ),
+    "qk": lambda dim, neuron, heads, drop: TokenQKAttention(dim, neuron, heads, drop),
 }
-"""Mixer names of the model specification: name -> constructor `(dim, neuron, num_heads)`."""
+"""Mixer names of the model specification: name -> constructor
+`(dim, neuron, num_heads, drop_path)`; mixers without a shortcut have no branch to drop."""
 
 
-def create_mixer(name: str, dim: int, neuron: NeuronFactory, num_heads: int) -> nn.Module:
-    """Token mixer `name` (a key of `MIXERS`) of width `dim`; `num_heads` is used by attention."""
+def create_mixer(
+    name: str, dim: int, neuron: NeuronFactory, num_heads: int, drop_path: float = 0.0
+) -> nn.Module:
+    """Token mixer `name` (a key of `MIXERS`) of width `dim`; `num_heads` is used by attention,
+    `drop_path` (stochastic depth rate of the branch) by the mixers with a shortcut."""
     if name not in MIXERS:
         raise ValueError(f"unknown token mixer {name!r}; valid: {', '.join(MIXERS)}")
-    return MIXERS[name](dim, neuron, num_heads)
+    return MIXERS[name](dim, neuron, num_heads, drop_path)

@@ -2,6 +2,7 @@
 
 from torch import Tensor, nn
 
+from models.layers.drop_path import TimeMajorDropPath
 from models.layers.spiking import NeuronFactory, per_step
 
 
@@ -9,10 +10,13 @@ class SpikingMLP(nn.Module):
     """LIF -> 1x1 conv -> BN -> LIF -> 1x1 conv -> BN, added to the input membrane potential.
 
     `[T, B, dim, H, W] -> [T, B, dim, H, W]`. When the hidden width equals `dim` (mlp ratio 1)
-    the hidden layer also gets a membrane shortcut, as in the published models.
+    the hidden layer also gets a membrane shortcut, as in the published models. `drop_path`:
+    stochastic depth rate of each branch added by a shortcut.
     """
 
-    def __init__(self, dim: int, hidden_dim: int, neuron: NeuronFactory) -> None:
+    def __init__(
+        self, dim: int, hidden_dim: int, neuron: NeuronFactory, drop_path: float = 0.0
+    ) -> None:
         super().__init__()
         self.hidden_shortcut = hidden_dim == dim
         self.fc1_lif = neuron()
@@ -21,12 +25,13 @@ class SpikingMLP(nn.Module):
         self.fc2_lif = neuron()
         self.fc2_conv = nn.Conv2d(hidden_dim, dim, 1)
         self.fc2_bn = nn.BatchNorm2d(dim)
+        self.drop_path = TimeMajorDropPath(drop_path)
 
     def forward(self, x: Tensor) -> Tensor:
         hidden = per_step(self.fc1_lif(x), self.fc1_conv)
         if self.hidden_shortcut:
-            x = x + per_step(hidden, self.fc1_bn)
+            x = x + self.drop_path(per_step(hidden, self.fc1_bn))
             spikes = self.fc2_lif(x)
         else:
             spikes = self.fc2_lif(hidden, norm=self.fc1_bn)
-        return x + per_step(spikes, self.fc2_conv, self.fc2_bn)
+        return x + self.drop_path(per_step(spikes, self.fc2_conv, self.fc2_bn))

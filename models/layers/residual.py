@@ -2,6 +2,7 @@
 
 from torch import Tensor, nn
 
+from models.layers.drop_path import TimeMajorDropPath
 from models.layers.spiking import NeuronFactory, per_step, pool
 
 
@@ -11,7 +12,8 @@ class MSBasicBlock(nn.Module):
     `[T, B, C_in, H, W] -> [T, B, C_out, H / stride, W / stride]`. With `stride=2` the block
     down-samples by a strided first conv (`downsample="conv"`, MS-ResNet) or by a 3x3 max-pool
     after it (`downsample="max"`, Max-ResNet). A width or resolution change puts a 1x1 conv + BN
-    on the shortcut; it acts on the membrane potential, as published.
+    on the shortcut; it acts on the membrane potential, as published. `drop_path`: stochastic
+    depth rate of the residual branch.
     """
 
     def __init__(
@@ -21,6 +23,7 @@ class MSBasicBlock(nn.Module):
         neuron: NeuronFactory,
         stride: int = 1,
         downsample: str = "max",
+        drop_path: float = 0.0,
     ) -> None:
         super().__init__()
         if stride not in (1, 2):
@@ -45,10 +48,11 @@ class MSBasicBlock(nn.Module):
             )
         else:
             self.downsample = None
+        self.drop_path = TimeMajorDropPath(drop_path)
 
     def forward(self, x: Tensor) -> Tensor:
         out = per_step(self.spike1(x), self.conv1, self.bn1, self.maxpool1)
-        out = per_step(self.spike2(out), self.conv2, self.bn2)
+        out = self.drop_path(per_step(self.spike2(out), self.conv2, self.bn2))
         if self.downsample is None:
             return out + x
         return out + self.downsample(x).reshape(out.shape)

@@ -7,9 +7,14 @@ BatchNorm, pooling) see the time steps as a larger batch, `[T * B, C, H, W]`.
 from collections.abc import Callable
 from functools import partial
 
+from timm.layers import register_notrace_module
 from torch import Tensor, nn
 
-from models.neurons import MultiStepIF, MultiStepLIF, MultiStepReLU
+from models.neurons import MultiStepIF, MultiStepLIF, MultiStepNeuron, MultiStepReLU
+
+# torch.fx (timm's FX feature extraction, torchvision's create_feature_extractor with timm's
+# leaf modules) keeps every spiking neuron as one call: its time loop is not traced through.
+register_notrace_module(MultiStepNeuron)
 
 NeuronFactory = Callable[..., nn.Module]
 """Constructor of a model's neurons: `neuron()` for a standard neuron,
@@ -56,8 +61,7 @@ def pool(kind: str, stride: int) -> nn.Module:
 
 def per_step(x: Tensor, *layers: Callable[[Tensor], Tensor]) -> Tensor:
     """Apply frame-wise `layers` in order to every time step: `[T, B, ...] -> [T, B, ...']`."""
-    steps, batch = x.shape[:2]
     y = x.flatten(0, 1)
     for layer in layers:
         y = layer(y)
-    return y.reshape(steps, batch, *y.shape[1:])
+    return y.unflatten(0, x.shape[:2])

@@ -1,11 +1,14 @@
-"""Construction of the zoo's models: stage widths, timm configs and the checkpoint filter."""
+"""Construction of the zoo's models: stage widths, drop-path rates, timm configs and the
+checkpoint filter."""
 
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, resolve_pretrained_cfg
+from timm.models._features import FeatureGetterNet
 from torch import nn
 
 from models.checkpoint import checkpoint_filter_fn, safe_checkpoint_globals
@@ -26,8 +29,16 @@ def stage_widths(embed_dims: int | Sequence[int], num_stages: int) -> list[int]:
     return list(embed_dims)
 
 
+def drop_path_rates(drop_path_rate: float, depths: Sequence[int]) -> list[list[float]]:
+    """Stochastic depth rate of every block, per stage: rising linearly from 0 at the first
+    block to `drop_path_rate` at the last (timm's schedule)."""
+    rates = torch.linspace(0.0, drop_path_rate, sum(depths), device="cpu")
+    return [chunk.tolist() for chunk in rates.split(list(depths))]
+
+
 def imagenet_cfg(url: str = "", **kwargs: Any) -> dict[str, Any]:
-    """Pretrained config of an ImageNet model (224 px, 1000 classes)."""
+    """Pretrained config of an ImageNet model (224 px, 1000 classes); `first_conv` names the
+    convolution that sees the pixels (timm adapts it for `in_chans != 3`)."""
     return {
         "url": url,
         "num_classes": 1000,
@@ -68,6 +79,15 @@ def tagged_time_steps(variant: str, pretrained: bool, pretrained_cfg: Any) -> in
     return int(match.group(1)) if match else None
 
 
+class StageFeatures(FeatureGetterNet):
+    """The zoo's `features_only` model: timm's wrapper of `forward_intermediates` (stage
+    outputs `[B, C, H, W]`, averaged over time), with `set_grad_checkpointing` as timm's other
+    feature wrappers have it (detection and segmentation pipelines train with it)."""
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.model.set_grad_checkpointing(enable)
+
+
 def build_spiking_model(
     model_cls: Callable[..., nn.Module], variant: str, pretrained: bool, **kwargs: Any
 ) -> nn.Module:
@@ -88,6 +108,6 @@ def build_spiking_model(
             variant,
             pretrained,
             pretrained_filter_fn=checkpoint_filter_fn,
-            feature_cfg={"feature_cls": "getter", "out_indices": out_indices},
+            feature_cfg={"feature_cls": StageFeatures, "out_indices": out_indices},
             **kwargs,
         )

@@ -3,13 +3,17 @@
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from timm.models import generate_default_cfgs, register_model
 from torch import Tensor, nn
 
-from models.layers import MSBasicBlock, neuron_factory, per_step
-from models.zoo.backbone import SpikingBackbone, Stage
-from models.zoo.build import build_spiking_model, cifar_cfg, stage_widths
-from models.zoo.inputs import to_time_major
+from models.checkpoint import checkpoint_filter_fn
+from models.layers import BlockSequence, MSBasicBlock, neuron_factory, per_step
+from models.zoo.backbone import SpikingBackbone, Stage, factory_device
+from models.zoo.build import build_spiking_model, cifar_cfg, drop_path_rates, stage_widths
+
+# timm's convention: a model's module offers the filter its checkpoints load through.
+__all__ = ["MaxResNet", "checkpoint_filter_fn", "max_resnet18"]
 
 
 class MaxResNet(SpikingBackbone):
@@ -17,10 +21,11 @@ class MaxResNet(SpikingBackbone):
     resolution in their first block by a max-pool (`downsample="max"`, Max-ResNet) or a strided
     conv (`downsample="conv"`).
 
-    `[B, C, H, W]` (repeated `T` times) -> logits `[B, num_classes]`. Head: LIF, global average
-    pooling, linear, averaged over time. `embed_dims`: the width of each stage, or of the last
-    one (each earlier stage has half the width of the next). `neuron`: "lif", "if" or "relu"
-    (twins with the same state dict, see `SpikingFormer`).
+    `[B, C, H, W]` (repeated `T` times) -> logits `[B, num_classes]`. Head: LIF, global pooling
+    (`global_pool`), linear, averaged over time. `embed_dims`: the width of each stage, or of
+    the last one (each earlier stage has half the width of the next). `neuron`: "lif", "if" or
+    "relu" (twins with the same state dict, see `SpikingFormer`); `drop_rate`, `drop_path_rate`,
+    `global_pool`, `device`, `dtype` as there.
     """
 
     classifier_name = "fc1"
@@ -36,36 +41,48 @@ class MaxResNet(SpikingBackbone):
         T: int | None = 4,
         neuron: str = "lif",
         lif_backend: str = "auto",
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        global_pool: str = "avg",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         widths = stage_widths(embed_dims, len(depths))
         self.in_chans = in_chans
-        self.num_classes = num_classes
         self.T = T
         self.neuron = neuron
         self.num_stages = len(depths)
         self.stride = 2 ** (self.num_stages - 1)
-        self.num_features = self.head_hidden_size = widths[-1]
+        self.num_features = widths[-1]
+        self.grad_checkpointing = False
         make_neuron = neuron_factory(neuron, lif_backend)
-        self.conv1 = nn.Conv2d(in_chans, stem_width, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(stem_width)
+        rates = drop_path_rates(drop_path_rate, depths)
         self.feature_info = []
-        in_width = stem_width
-        for i, (depth, width) in enumerate(zip(depths, widths, strict=True)):
-            stride = 1 if i == 0 else 2
-            first = MSBasicBlock(in_width, width, make_neuron, stride=stride, downsample=downsample)
-            blocks = [first]
-            blocks += [MSBasicBlock(width, width, make_neuron) for _ in range(depth - 1)]
-            self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
-            self.feature_info.append(
-                {"num_chs": width, "reduction": 2**i, "module": f"layer{i + 1}"}
-            )
-            in_width = width
-        self.spike = make_neuron()
-        self.fc1 = nn.Linear(widths[-1], num_classes) if num_classes > 0 else nn.Identity()
+        with factory_device(device):
+            self.conv1 = nn.Conv2d(in_chans, stem_width, 3, padding=1, bias=False)
+            self.bn1 = nn.BatchNorm2d(stem_width)
+            in_width = stem_width
+            for i, (width, stage_rates) in enumerate(zip(widths, rates, strict=True)):
+                stride = 1 if i == 0 else 2
+                blocks = [
+                    MSBasicBlock(
+                        in_width if j == 0 else width, width, make_neuron,
+                        stride=stride if j == 0 else 1, downsample=downsample, drop_path=rate,
+                    )
+                    for j, rate in enumerate(stage_rates)
+                ]
+                self.add_module(f"layer{i + 1}", BlockSequence(*blocks))
+                self.feature_info.append(
+                    {"num_chs": width, "reduction": 2**i, "module": f"layer{i + 1}"}
+                )
+                in_width = width
+            self.spike = make_neuron()
+            self._init_head(num_classes, global_pool, drop_rate)
+        if dtype is not None:
+            self.to(dtype=dtype)
 
     def _stem(self, x: Tensor) -> Tensor:
-        x = to_time_major(x, self.in_chans, self.T, stride=self.stride)
         return per_step(x, self.conv1, self.bn1)
 
     def _stages(self) -> list[Stage]:
@@ -74,10 +91,15 @@ class MaxResNet(SpikingBackbone):
     def _stage_module_names(self, index: int) -> list[str]:
         return [f"layer{index + 1}"]
 
-    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        """`[T, B, C, h, w]` -> logits `[B, num_classes]` (or pooled spike rates `[B, C]`)."""
-        rates = self.spike(x).mean((3, 4)).mean(0)
-        return rates if pre_logits else self.fc1(rates)
+    def _pool_and_fire(self, x: Tensor) -> Tensor:
+        """Fires the head's neurons on the membrane potential, then pools the spikes."""
+        return per_step(self.spike(x), self.global_pool)
+
+    def group_matcher(self, coarse: bool = False) -> dict:
+        return {
+            "stem": r"^(?:conv1|bn1)\.",
+            "blocks": r"^layer(\d+)\." if coarse else r"^layer(\d+)\.(\d+)\.",
+        }
 
 
 default_cfgs = generate_default_cfgs(

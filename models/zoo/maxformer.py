@@ -5,6 +5,7 @@ Every preset is a `SpikingFormer` layout; keyword arguments (`T`, `num_classes`,
 `num_heads` for ablations) override its defaults.
 """
 
+from functools import partial
 from typing import Any
 
 from timm.models import generate_default_cfgs, register_model
@@ -50,14 +51,20 @@ def build_imagenet_layout(
     return build_spiking_model(SpikingFormer, variant, pretrained, embed_dims=embed_dims, **kwargs)
 
 
+maxformer_in1k_cfg = partial(imagenet_cfg, first_conv="patch_embed1.embed1.embed_conv")
+"""Config of an ImageNet Max-Former (the first conv of Embed-Orig-ImageNet sees the pixels)."""
+
+EVENT_TIME_STEPS = 16
+"""Frames per clip of the neuromorphic recipes (CIFAR10-DVS, DVS128 Gesture)."""
+
 default_cfgs = generate_default_cfgs(
     {
-        "maxformer_10_384.t4_in1k": imagenet_cfg(RELEASES + "10-384-T4.pth.tar"),
-        "maxformer_10_512.t4_in1k": imagenet_cfg(RELEASES + "10-512-T4.pth.tar"),
-        "maxformer_10_512.t1_in1k": imagenet_cfg(RELEASES + "10-512-T1.pth.tar"),
-        "maxformer_10_768.t4_in1k": imagenet_cfg(RELEASES + "10-768-T4.pth.tar"),
-        "maxformer_10_768.t1_in1k": imagenet_cfg(RELEASES + "10-768-T1.pth.tar"),
-        "maxformer_imagenet.untrained": imagenet_cfg(),
+        "maxformer_10_384.t4_in1k": maxformer_in1k_cfg(RELEASES + "10-384-T4.pth.tar"),
+        "maxformer_10_512.t4_in1k": maxformer_in1k_cfg(RELEASES + "10-512-T4.pth.tar"),
+        "maxformer_10_512.t1_in1k": maxformer_in1k_cfg(RELEASES + "10-512-T1.pth.tar"),
+        "maxformer_10_768.t4_in1k": maxformer_in1k_cfg(RELEASES + "10-768-T4.pth.tar"),
+        "maxformer_10_768.t1_in1k": maxformer_in1k_cfg(RELEASES + "10-768-T1.pth.tar"),
+        "maxformer_imagenet.untrained": maxformer_in1k_cfg(),
         "maxformer_cifar.untrained": cifar_cfg(first_conv="patch_embed1.proj_conv"),
         "maxformer_event.untrained": cifar_cfg(
             input_size=(2, 128, 128),
@@ -65,6 +72,10 @@ default_cfgs = generate_default_cfgs(
             mean=(0.0, 0.0),
             std=(1.0, 1.0),
             first_conv="patch_embed1.proj_conv",
+            notes=(
+                f"input: event frames [B, 2, H, W] (each repeated T={EVENT_TIME_STEPS} times) "
+                "or clips [B, T, 2, H, W] of any length",
+            ),
         ),
     }
 )
@@ -110,11 +121,12 @@ def maxformer_cifar(pretrained: bool = False, **kwargs: Any) -> SpikingFormer:
 @register_model
 def maxformer_event(pretrained: bool = False, **kwargs: Any) -> SpikingFormer:
     """Neuromorphic Max-Former (CIFAR10-DVS, DVS128 Gesture): Embed-Max+ + 1 x DWC-3,
-    Embed-Max + 1 x SSA (16 heads); embed_dims 256, mlp_ratio 1, input `[B, T, 2, H, W]`."""
+    Embed-Max + 1 x SSA (16 heads); embed_dims 256, mlp_ratio 1. Input: clips
+    `[B, T, 2, H, W]` of any length, or frames `[B, 2, H, W]` repeated `T` (16) times."""
     kwargs = {
         "embed_dims": 256,
         "mlp_ratio": 1.0,
-        "T": None,
+        "T": EVENT_TIME_STEPS,
         "event_input": True,
         **EVENT_LAYOUT,
         **kwargs,

@@ -4,6 +4,7 @@ MS-QKFormer is the same hierarchical family as Max-Former with QKFormer's embedd
 token attention in the early stages.
 """
 
+from functools import partial
 from typing import Any
 
 from timm.models import generate_default_cfgs, register_model
@@ -24,12 +25,15 @@ CIFAR_LAYOUT = {
     "num_heads": 8,
 }
 
+qkformer_in1k_cfg = partial(imagenet_cfg, first_conv="patch_embed1.proj_conv")
+"""Config of an ImageNet MS-QKFormer (the first conv of its stem sees the pixels)."""
+
 default_cfgs = generate_default_cfgs(
     {
-        "ms_qkformer_10_384.t4_in1k": imagenet_cfg(RELEASES + "ms_qk_10-384_T4.pth.tar"),
-        "ms_qkformer_10_512.untrained": imagenet_cfg(),
-        "ms_qkformer_10_768.t1_in1k": imagenet_cfg(RELEASES + "ms_qk_10-768_T1.pth.tar"),
-        "ms_qkformer_imagenet.untrained": imagenet_cfg(),
+        "ms_qkformer_10_384.t4_in1k": qkformer_in1k_cfg(RELEASES + "ms_qk_10-384_T4.pth.tar"),
+        "ms_qkformer_10_512.untrained": qkformer_in1k_cfg(),
+        "ms_qkformer_10_768.t1_in1k": qkformer_in1k_cfg(RELEASES + "ms_qk_10-768_T1.pth.tar"),
+        "ms_qkformer_imagenet.untrained": qkformer_in1k_cfg(),
         "ms_qkformer_cifar.untrained": cifar_cfg(first_conv="patch_embed1.proj_conv"),
     }
 )

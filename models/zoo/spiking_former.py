@@ -11,12 +11,23 @@ import math
 from collections.abc import Sequence
 from functools import partial
 
+import torch
 from torch import Tensor, nn
 
-from models.layers import SpikingBlock, create_embedding, embedding_stride, neuron_factory
-from models.zoo.backbone import SpikingBackbone, Stage
-from models.zoo.build import stage_widths
-from models.zoo.inputs import to_time_major
+from models.checkpoint import checkpoint_filter_fn
+from models.layers import (
+    BlockSequence,
+    SpikingBlock,
+    create_embedding,
+    embedding_stride,
+    neuron_factory,
+    per_step,
+)
+from models.zoo.backbone import SpikingBackbone, Stage, factory_device
+from models.zoo.build import drop_path_rates, stage_widths
+
+# timm's convention: a model's module offers the filter its checkpoints load through.
+__all__ = ["SpikingFormer", "checkpoint_filter_fn"]
 
 
 class SpikingFormer(SpikingBackbone):
@@ -33,11 +44,18 @@ class SpikingFormer(SpikingBackbone):
         in_chans: input channels (3 for images, 2 for event polarities).
         num_classes: classes of the linear head; 0 for no head.
         T: time steps a static image `[B, C, H, W]` is repeated for; `[B, T, C, H, W]` input
-            must have this many steps (any number when `T` is None).
-        event_input: accept only event frames `[B, T, C, H, W]`.
+            must have this many steps (any number when `T` is None or with `event_input`).
+        event_input: the model's data are event clips `[B, T', C, H, W]` of any length `T'`
+            (a static frame `[B, C, H, W]` is repeated `T` times).
         neuron: "lif" (the published networks), "if" (IF neurons) or "relu" (the ANN twin);
             the twins have the same state dict, so one set of weights runs as all three.
         lif_backend: backend of every neuron: "auto", "torch", "triton" or "spikingjelly".
+        drop_rate: dropout before the classifier.
+        drop_path_rate: stochastic depth of the blocks' shortcut branches, rising linearly
+            from 0 at the first block to this rate at the last.
+        global_pool: timm's pooling of the head ("avg", "max", "avgmax", "catavgmax", or ""
+            for none).
+        device, dtype: where and in which precision the parameters are made.
     """
 
     def __init__(
@@ -54,6 +72,11 @@ class SpikingFormer(SpikingBackbone):
         event_input: bool = False,
         neuron: str = "lif",
         lif_backend: str = "auto",
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        global_pool: str = "avg",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         num_stages = len(depths)
@@ -69,41 +92,42 @@ class SpikingFormer(SpikingBackbone):
         if T is not None and T < 1:
             raise ValueError(f"T must be >= 1 or None, got {T}")
         self.in_chans = in_chans
-        self.num_classes = num_classes
         self.T = T
         self.neuron = neuron
         self.event_input = event_input
         self.num_stages = num_stages
         self.stride = math.prod(embedding_stride(name) for name in embeds)
-        self.num_features = self.head_hidden_size = dims[-1]
+        self.num_features = dims[-1]
+        self.grad_checkpointing = False
 
         make_neuron = neuron_factory(neuron, lif_backend)
+        rates = drop_path_rates(drop_path_rate, depths)
         self.feature_info = []
         reduction = 1
-        for i in range(num_stages):
-            in_dim = in_chans if i == 0 else dims[i - 1]
-            reduction *= embedding_stride(embeds[i])
-            self.add_module(
-                f"patch_embed{i + 1}", create_embedding(embeds[i], in_dim, dims[i], make_neuron)
-            )
-            blocks = [
-                SpikingBlock(
-                    dims[i], mixers[i], make_neuron, num_heads=heads[i], mlp_ratio=mlp_ratio
+        with factory_device(device):
+            for i in range(num_stages):
+                in_dim = in_chans if i == 0 else dims[i - 1]
+                reduction *= embedding_stride(embeds[i])
+                self.add_module(
+                    f"patch_embed{i + 1}",
+                    create_embedding(embeds[i], in_dim, dims[i], make_neuron),
                 )
-                for _ in range(depths[i])
-            ]
-            self.add_module(f"stage{i + 1}", nn.ModuleList(blocks))
-            self.feature_info.append(
-                {"num_chs": dims[i], "reduction": reduction, "module": f"stage{i + 1}"}
-            )
-        self.head_lif = make_neuron()
-        self.head = nn.Linear(dims[-1], num_classes) if num_classes > 0 else nn.Identity()
-        self.apply(_init_weights)
-
-    def _stem(self, x: Tensor) -> Tensor:
-        return to_time_major(
-            x, self.in_chans, self.T, stride=self.stride, event_input=self.event_input
-        )
+                blocks = [
+                    SpikingBlock(
+                        dims[i], mixers[i], make_neuron, num_heads=heads[i],
+                        mlp_ratio=mlp_ratio, drop_path=rate,
+                    )
+                    for rate in rates[i]
+                ]
+                self.add_module(f"stage{i + 1}", BlockSequence(*blocks))
+                self.feature_info.append(
+                    {"num_chs": dims[i], "reduction": reduction, "module": f"stage{i + 1}"}
+                )
+            self.head_lif = make_neuron()
+            self._init_head(num_classes, global_pool, drop_rate)
+        self._init_weights()
+        if dtype is not None:
+            self.to(dtype=dtype)
 
     def _stages(self) -> list[Stage]:
         return [
@@ -114,20 +138,30 @@ class SpikingFormer(SpikingBackbone):
     def _stage_module_names(self, index: int) -> list[str]:
         return [f"patch_embed{index + 1}", f"stage{index + 1}"]
 
-    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        """`[T, B, dim, h, w]` -> logits `[B, num_classes]` (or spike rates `[B, dim]`)."""
-        rates = self.head_lif(x.flatten(3).mean(3)).mean(0)
-        return rates if pre_logits else self.head(rates)
+    def _pool_and_fire(self, x: Tensor) -> Tensor:
+        """Pools the membrane potential, then fires the head's neurons on it."""
+        return self.head_lif(per_step(x, self.global_pool))
+
+    def group_matcher(self, coarse: bool = False) -> dict:
+        return {
+            "stem": r"^patch_embed1\.",
+            "blocks": r"^(?:patch_embed|stage)(\d+)\." if coarse else [
+                (r"^patch_embed(\d+)\.", (-1,)),  # a stage's embedding precedes its blocks
+                (r"^stage(\d+)\.(\d+)\.", None),
+            ],
+        }
+
+    def _init_weights(self) -> None:
+        """Truncated-normal weights (std 0.02) and zero biases for convolutions and linear
+        layers."""
+        self.apply(_init_layer)
 
 
-def _embed_then_blocks(embed: nn.Module, blocks: nn.ModuleList, x: Tensor) -> Tensor:
-    x = embed(x)
-    for block in blocks:
-        x = block(x)
-    return x
+def _embed_then_blocks(embed: nn.Module, blocks: nn.Module, x: Tensor) -> Tensor:
+    return blocks(embed(x))
 
 
-def _init_weights(module: nn.Module) -> None:
+def _init_layer(module: nn.Module) -> None:
     if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear)):
         nn.init.trunc_normal_(module.weight, std=0.02)
         if module.bias is not None:

@@ -25,7 +25,7 @@ def stage_statistics(
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        outputs = model.forward_intermediates(batch, intermediates_only=True)
+        outputs = model.forward_intermediates(batch, output_fmt="TNCHW", intermediates_only=True)
     model.train(was_training)
     for i, out in enumerate(outputs):
         columns[f"hf_ratio_stage{i + 1}"] = float(high_frequency_ratio(out.float(), cutoff=cutoff))
