@@ -15,6 +15,7 @@ COMMANDS: dict[str, str] = {
     "train": "train a model (default: Max-Former on the digits)",
     "eval": "evaluate a checkpoint: top-1, top-5, loss, images/s",
     "energy": "firing rates, MACs, SOPs and energy per layer and stage",
+    "study": "a grid of training runs (variants x seeds) and its report",
 }
 """Subcommand -> one-line help; the module is ``models.app.commands.<subcommand>``."""
 
