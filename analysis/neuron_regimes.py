@@ -10,8 +10,9 @@ amplitude ``--amplitude`` rides on the bias.
 
 Outputs ``neuron_regimes.json`` (every number) and ``neuron_regimes.png``:
 (a) per noise level, the high-frequency gain (mean relative gain over omega >= pi/2, dB)
-    against the firing rate, simulated (markers) and closed form / linearised (dashed; the
-    two have the same relative gain);
+    against the firing rate, simulated (markers; left out where the spike gain at the lowest
+    frequency is below ``MIN_LOW_GAIN``: a mode-locked or silent neuron) and closed form /
+    linearised (dashed; the two have the same relative gain);
 (b) per noise level, how far the linearisation is from the simulated gain, at the lowest
     frequency (dots) and at the worst frequency (line);
 (c) example gain curves at one noise level: simulated spike gain (markers) and linearised
@@ -46,6 +47,7 @@ BIASES = (0.25, 0.5, 0.75, 0.9, 1.1, 1.5, 2.0, 3.0, 5.0, 8.0)
 NOISES = (0.05, 0.2, 0.5, 1.0)
 SUBTHRESHOLD_BIAS = 0.3  # LIF membrane check (IF: 0, its membrane would grow without end)
 RATE_DELTA = 0.05  # half-width of the central difference of the rate curve
+MIN_LOW_GAIN = 0.02  # below it the spike output ignores the slowest drive: no relative gain
 UNREACHABLE = 1e9  # a threshold the membrane never reaches (the sub-threshold check)
 
 
@@ -131,6 +133,7 @@ def operating_point(
     closed = relative_gain(neuron_transfer(omegas, tau))
     sim_gain = np.abs(simulated)
     sim_relative = relative_gain(sim_gain)
+    passes_low = sim_gain[0] >= MIN_LOW_GAIN
     with np.errstate(divide="ignore", invalid="ignore"):
         error = np.abs(db(sim_gain / linearised))
     return {
@@ -147,7 +150,8 @@ def operating_point(
         },
         "high_frequency_gain_db": {
             "closed_form": high_frequency_gain_db(omegas, closed),
-            "simulated": finite(high_frequency_gain_db(omegas, sim_relative)),
+            "simulated": finite(high_frequency_gain_db(omegas, sim_relative))
+            if passes_low else None,
         },
         "linearisation_error_db": {
             "lowest_frequency": finite(error[0]),
@@ -246,15 +250,22 @@ def plot(results: dict, path: Path) -> None:
                    xlim=(0, 1))
         for a in (ax, err_ax):
             a.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=8, title="simulated; dashed: closed form = linearised")
+    axes[0, len(noises) - 1].legend(fontsize=8, loc="lower right",
+                       title="simulated; dashed: closed form = linearised")
     for col in range(len(noises), axes.shape[1]):
         axes[0, col].set_visible(False)
         axes[1, col].set_visible(False)
 
-    example_noise = noises[min(1, len(noises) - 1)]
-    examples = [(name, p) for name in list(grid)[:2] for p in grid[name][example_noise]
-                if 0.05 < p["rate"] < 0.95][:: 2][: axes.shape[1] - 1]
-    for col, (name, p) in enumerate(examples):
+    example_noise = noises[min(2, len(noises) - 1)]
+    names = list(grid)
+    wanted = [(names[0], 0.3), (names[min(1, len(names) - 1)], 0.3),
+              (names[min(1, len(names) - 1)], 0.03)][: axes.shape[1] - 1]
+    for col, (name, target) in enumerate(wanted):
+        points = [p for p in grid[name][example_noise] if 0 < p["rate"] < 1]
+        if not points:
+            axes[2, col].set_visible(False)
+            continue
+        p = min(points, key=lambda q: abs(q["rate"] - target))
         ax = axes[2, col]
         ax.semilogy(omegas, p["simulated_gain"], "o", color=colors[name], label="simulated")
         ax.semilogy(omegas, p["linearised_gain"], "-", color=colors[name], label="linearised")
@@ -262,6 +273,8 @@ def plot(results: dict, path: Path) -> None:
                f"rate {p['rate']:.2f}", xlabel="omega / pi", ylabel="spike gain |G|")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3, which="both")
+    for col in range(len(wanted), axes.shape[1] - 1):
+        axes[2, col].set_visible(False)
     ax = axes[2, -1]
     for name, entry in results["subthreshold"].items():
         ratio = np.array(entry["gain"]) / np.array(entry["closed_form_gain"])
@@ -270,8 +283,6 @@ def plot(results: dict, path: Path) -> None:
            ylabel="error (%)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    for col in range(len(examples), axes.shape[1] - 1):
-        axes[2, col].set_visible(False)
     fig.savefig(path, dpi=100)
 
 

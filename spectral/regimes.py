@@ -21,13 +21,12 @@ builds method 2, `relative_gain` and `high_frequency_gain_db` summarise a respon
 """
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
-from .neuron import _check_drive, _run_neuron, neuron_transfer
+from .neuron import NeuronCallable, _check_drive, _run_neuron, neuron_transfer
 
 __all__ = [
     "high_frequency_gain_db",
@@ -37,7 +36,6 @@ __all__ = [
     "relative_gain",
 ]
 
-NeuronCallable = Callable[[torch.Tensor], torch.Tensor]
 
 
 def rate_curve(

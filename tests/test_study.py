@@ -173,8 +173,11 @@ def test_an_unknown_key_or_value_is_one_line_before_any_cell(tmp_path, capsys, v
     assert not folder.exists()
 
 
-def test_shipped_studies_are_valid():
+def test_shipped_studies_are_valid(capsys):
     assert {"pooling", "bands", "neurons"} <= set(study_names())
+    assert main(["study"]) == 0  # without a study: the shipped ones, what each asks
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in listed] == study_names()
     grids = {name: read_study(name) for name in study_names()}
     pooling = grids["pooling"]
     assert len(pooling.seeds) == 3 and len(pooling.variants) == 4

@@ -14,8 +14,8 @@ top right, bottom left, bottom right), classes 4-9 one pair of quadrants (`QUADR
 Where the band's power lies is the class; everything outside the band is class-free, so a
 network can classify only by passing the band (the band's power per quadrant separates the
 classes linearly). Images are generated at any side `S` (the band is in Nyquist units,
-independent of `S`) with zero mean over the set; no augmentation applies (a crop, resize or
-flip would move the band or change the class).
+independent of `S`), each with zero mean and mean square 1; no augmentation applies (a crop,
+resize or flip would move the band or change the class).
 """
 
 from __future__ import annotations

@@ -23,13 +23,13 @@ class DatasetInfo:
 
 DATASETS: dict[str, DatasetInfo] = {
     "digits": DatasetInfo(10, 1, (0.5,), (0.5,)),
-    "bands": DatasetInfo(10, 1, (0.0,), (1.0,)),
     "cifar10": DatasetInfo(10, 3, CIFAR_MEAN, CIFAR_STD),
     "cifar100": DatasetInfo(100, 3, (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)),
     "imagenet": DatasetInfo(1000, 3, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD),
     "cifar10dvs": DatasetInfo(10, 2, (0.0, 0.0), (1.0, 1.0), events=True),
     "dvsgesture": DatasetInfo(11, 2, (0.0, 0.0), (1.0, 1.0), events=True),
     "fake": DatasetInfo(10, 3, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "bands": DatasetInfo(10, 1, (0.0,), (1.0,)),
 }
 """Every dataset name of the ``dataset`` config key."""
 

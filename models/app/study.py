@@ -249,8 +249,7 @@ def read_study(name_or_path: str) -> Study:
     )
     for variant in variants:
         try:
-            common = build_config(_merge(base, settings), {})
-            config = _merge(_merge(common.to_dict(), variant.settings), {})
+            config = _merge(_merge(base, settings), variant.settings)
             for seed in study.seeds:
                 cfg = build_config(config, {"seed": seed})
                 study.cells.append(Cell(len(study.cells), variant, seed, cfg))
@@ -632,7 +631,9 @@ def figure(study: Study, rows: list[dict[str, Any]]) -> bytes:
     axes[0].bar(x, [m for m, _ in tops], yerr=[0 if math.isnan(s) else s for _, s in tops],
                 color=[f"C{i % 10}" for i in range(len(names))], capsize=3)
     axes[0].set_xticks(x, names, rotation=30, ha="right", fontsize=8)
-    axes[0].set(title="(a) held-out top-1", ylabel="top-1 (%)")
+    lowest = min((m - (0 if math.isnan(s) else s) for m, s in tops), default=0.0)
+    axes[0].set(title="(a) held-out top-1", ylabel="top-1 (%)",
+                ylim=(max(0.0, 10 * math.floor(lowest / 10 - 0.5)), 100))
     for ax, columns, prefix, title in (
         (axes[1], ratios, "hf_ratio_", "(b) high-frequency ratio of each stage's output"),
         (axes[2], rates, "rate_", "(c) firing rate of each stage's neurons"),

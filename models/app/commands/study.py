@@ -12,6 +12,7 @@ Examples:
   maxformer study my_grid.yaml --output studies/grid1
   maxformer study bands --cells 1/2 & maxformer study bands --cells 2/2
   maxformer study pooling --report              # the report of the cells done so far
+  maxformer study                               # the shipped studies, what each asks
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from models.app.study import study_names
 
     parser.add_argument(
-        "study", metavar="NAME_OR_PATH",
-        help=f"shipped study or a YAML file; shipped: {', '.join(study_names())}",
+        "study", metavar="NAME_OR_PATH", nargs="?",
+        help=f"shipped study or a YAML file; shipped: {', '.join(study_names())} "
+        "(without one: list the shipped studies)",
     )
     parser.add_argument(
         "--output", type=Path, help="study folder (default: studies/<study name>)"
@@ -47,8 +49,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Validate the study, run this process's cells, write the report."""
     from models.app.options import show_progress
-    from models.app.study import parse_part, read_study, run_study, write_report
+    from models.app.study import parse_part, read_study, run_study, study_names, write_report
 
+    if args.study is None:
+        for name in study_names():
+            print(f"{name}: {read_study(name).description}")
+        return 0
     part = parse_part(args.cells)
     study = read_study(args.study)
     root = args.output or Path("studies") / study.name
