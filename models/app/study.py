@@ -617,19 +617,40 @@ def markdown(study: Study, rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+LINE_STYLES = ("-", "--", ":", "-.")
+
+
+def _styles(study: Study) -> dict[str, tuple[str, str]]:
+    """Colour and line style per variant: colour by the first axis, line style by the second
+    (one colour per variant for a single axis)."""
+    first = list(dict.fromkeys(v.labels[study.axes[0]] for v in study.variants))
+    second = (list(dict.fromkeys(v.labels[study.axes[1]] for v in study.variants))
+              if len(study.axes) > 1 else [])
+    styles = {}
+    for v in study.variants:
+        color = f"C{first.index(v.labels[study.axes[0]]) % 10}"
+        style = LINE_STYLES[second.index(v.labels[study.axes[1]]) % 4] if second else "-"
+        styles[v.name] = (color, style)
+    return styles
+
+
 def figure(study: Study, rows: list[dict[str, Any]]) -> bytes:
-    """``study.png``: top-1 per variant, high-frequency ratio and firing rate per stage."""
+    """``study.png``: top-1 per variant, high-frequency ratio and firing rate per stage
+    (variants coloured by the first axis, hatched and dashed by the second)."""
     from matplotlib.figure import Figure
 
     groups = {k: g for k, g in _by_variant(study, rows).items() if g}
+    styles = _styles(study)
     ratios, rates = stage_columns(rows, "hf_ratio_"), stage_columns(rows, "rate_")
     fig = Figure(figsize=(16, 5.5), layout="constrained")
     axes = fig.subplots(1, 3)
     names = list(groups)
     tops = [mean_std([r["top1"] for r in g]) for g in groups.values()]
     x = np.arange(len(names))
+    hatches = {"-": "", "--": "//", ":": "..", "-.": "xx"}
     axes[0].bar(x, [m for m, _ in tops], yerr=[0 if math.isnan(s) else s for _, s in tops],
-                color=[f"C{i % 10}" for i in range(len(names))], capsize=3)
+                color=[styles[n][0] for n in names],
+                hatch=[hatches[styles[n][1]] for n in names], capsize=3, edgecolor="white")
     axes[0].set_xticks(x, names, rotation=30, ha="right", fontsize=8)
     lowest = min((m - (0 if math.isnan(s) else s) for m, s in tops), default=0.0)
     axes[0].set(title="(a) held-out top-1", ylabel="top-1 (%)",
@@ -638,14 +659,15 @@ def figure(study: Study, rows: list[dict[str, Any]]) -> bytes:
         (axes[1], ratios, "hf_ratio_", "(b) high-frequency ratio of each stage's output"),
         (axes[2], rates, "rate_", "(c) firing rate of each stage's neurons"),
     ):
-        for i, (name, g) in enumerate(groups.items()):
+        for name, g in groups.items():
             stats = [mean_std([r[c] for r in g if r.get(c) not in (None, "")] or [math.nan])
                      for c in columns]
             if all(math.isnan(m) for m, _ in stats):
                 continue
+            color, style = styles[name]
             ax.errorbar(np.arange(len(columns)), [m for m, _ in stats],
                         yerr=[0 if math.isnan(s) else s for _, s in stats], marker="o",
-                        capsize=3, color=f"C{i % 10}", label=name)
+                        capsize=3, color=color, ls=style, label=name)
         ax.set_xticks(np.arange(len(columns)), [_stage_name(c, prefix) for c in columns])
         ax.set(title=title, ylim=(0, None))
         ax.grid(alpha=0.3)
