@@ -93,7 +93,7 @@ def amplitude_spectrum(x: np.ndarray, omegas: np.ndarray) -> np.ndarray:
 
 def simulate(args: argparse.Namespace) -> dict:
     omegas = np.linspace(0.04, 0.96, args.points) * math.pi
-    drive = dict(steps=args.steps, neurons=args.neurons, seed=args.seed)
+    drive = dict(steps=args.sim_length, neurons=args.neurons, seed=args.seed)
     generator = torch.Generator().manual_seed(args.seed)
     subthreshold, spiking = {}, {}
     for tau in (None, *TAUS):
@@ -112,7 +112,7 @@ def simulate(args: argparse.Namespace) -> dict:
             )
         )
         closed = np.abs(neuron_transfer(omegas, tau))
-        noise = torch.randn(args.steps, args.neurons, generator=generator)
+        noise = torch.randn(args.sim_length, args.neurons, generator=generator)
         rate = spikes(bias + SPIKE_NOISE * noise).mean().item()
         spiking[label(tau)] = {
             "tau": tau,
@@ -278,10 +278,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="simulated neurons per frequency (default: %(default)s)",
     )
     parser.add_argument(
-        "--steps",
+        "--sim-length",
         type=int,
         default=2048,
         help="recorded time steps per simulation (default: %(default)s)",
+    )
+    parser.add_argument(  # the old spelling; --steps is never T, nor anything else
+        "--steps", dest="sim_length", type=int, help=argparse.SUPPRESS
     )
     parser.add_argument(
         "--points",

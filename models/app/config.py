@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from models.app.bands import DEFAULT_BAND, check_band
 from models.app.datasets import DATASETS, EVENT_DATASETS
 from models.app.errors import UserError
 from models.app.options import add_options, config_overrides
@@ -43,6 +44,7 @@ class TrainConfig:
     mean: list[float] | None = None
     std: list[float] | None = None
     train_samples: int | None = None
+    band: list[float] = field(default_factory=lambda: list(DEFAULT_BAND))  # dataset bands
     workers: int = 0
     # augmentation of event frames (the original event training)
     event_augment: bool = False  # one random shear/translation/rotation/cutout per clip
@@ -106,6 +108,13 @@ class TrainConfig:
                     f"{key} is for event frames; dataset {self.dataset!r} has none "
                     f"(event datasets: {', '.join(EVENT_DATASETS)})"
                 )
+        try:
+            size = self.img_size if self.dataset == "bands" else None
+            self.band = list(check_band(self.band, size))
+        except ValueError as err:
+            raise UserError(str(err)) from err
+        if self.band != list(DEFAULT_BAND) and self.dataset != "bands":
+            raise UserError(f"band is for dataset bands, not {self.dataset!r}")
         if self.T_train is not None:
             if not 1 <= self.T_train <= (self.T or 0):
                 raise UserError(f"T_train must be between 1 and T ({self.T}), got {self.T_train}")

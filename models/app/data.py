@@ -20,6 +20,7 @@ from timm.data import create_transform
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision.datasets import CIFAR10, CIFAR100, DatasetFolder, FakeData, ImageFolder
 
+from models.app.bands import BandsDataset
 from models.app.config import TrainConfig
 from models.app.datasets import DATASETS, EVENT_DATASETS, DatasetInfo
 from models.app.errors import UserError
@@ -268,6 +269,11 @@ def build_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset, DatasetInfo]:
         train_tf, eval_tf = image_transform(cfg, info, True), image_transform(cfg, info, False)
     if cfg.dataset == "digits":
         train_set, val_set = DigitsDataset(True, train_tf), DigitsDataset(False, eval_tf)
+    elif cfg.dataset == "bands":  # generated at img_size, no augmentation (see models.app.bands)
+        train_set, val_set = (
+            BandsDataset(train, cfg.band, cfg.img_size, info.mean[0], info.std[0])
+            for train in (True, False)
+        )
     elif cfg.dataset in ("cifar10", "cifar100"):
         train_set, val_set = _cifar(cfg, train_tf, eval_tf)
     elif cfg.dataset == "imagenet":

@@ -29,6 +29,7 @@ DATASETS: dict[str, DatasetInfo] = {
     "cifar10dvs": DatasetInfo(10, 2, (0.0, 0.0), (1.0, 1.0), events=True),
     "dvsgesture": DatasetInfo(11, 2, (0.0, 0.0), (1.0, 1.0), events=True),
     "fake": DatasetInfo(10, 3, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "bands": DatasetInfo(10, 1, (0.0,), (1.0,)),
 }
 """Every dataset name of the ``dataset`` config key."""
 

@@ -1,0 +1,696 @@
+"""Studies: grids of ordinary training runs (variants x seeds), resumable, with one report.
+
+A study is a YAML file (shipped ones in ``models/app/studies``, by name)::
+
+    description: what the study asks
+    base: digits                  # a recipe (shipped name or YAML path), or a mapping of keys
+    set: {epochs: 10}             # config keys of every cell
+    variants:                     # a list of variants: a name and config keys ...
+      - {name: avg-pool, model_kwargs: {mixers: [avg_pool, avg_pool, avg_pool]}}
+      - {name: relu, neuron: relu}
+    seeds: [0, 1, 2]              # the config key `seed` of each cell
+    measure_images: 256           # held-out images the measures use (default 256)
+
+``variants`` may instead map axis names to lists of variants: the cells are then every
+combination of one variant per axis. An axis (or ``variants`` itself) may be the name of
+another study, whose variants it takes. A cell's config is the base recipe, then ``set``,
+then its variants' keys in axis order (``model_kwargs`` merged key by key), then its seed.
+
+Each cell is an ordinary run folder ``<study folder>/<variant>/seed<seed>`` written by
+:func:`models.app.training.trainer.train`; a finished cell also holds ``cell.json``, its
+measures on the first ``measure_images`` held-out images with the final weights: top-1, per
+stage the firing rate and high-frequency ratio (:func:`stage_spectra`), and the energy per
+image (:mod:`models.energy`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import io
+import itertools
+import json
+import math
+import os
+import re
+import signal
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from models.app.config import TrainConfig, build_config, read_recipe
+from models.app.datasets import DATASETS
+from models.app.errors import RunInterrupted, UserError
+
+STUDY_DIR = Path(__file__).resolve().parent / "studies"
+STUDY_KEYS = ("description", "base", "set", "variants", "seeds", "measure_images")
+MACHINE_KEYS = ("data_dir", "download", "workers")
+"""Config keys a cell may change when it resumes (where the data is, how it is read)."""
+CELL_JSON = "cell.json"
+LOCK_FILE = ".study-lock"
+TIMING_COLUMNS = ("train_seconds",)
+"""Columns of ``study.csv`` that depend on the machine, not on the run."""
+STATES = ("pending", "partial", "trained", "done")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One combination of axis entries: ``labels`` (axis -> entry name) and its keys."""
+
+    labels: dict[str, str]
+    settings: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return ", ".join(self.labels.values())
+
+    @property
+    def slug(self) -> str:
+        return "_".join(slug(label) for label in self.labels.values())
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of a study: a variant at a seed, its config and its folder (relative)."""
+
+    index: int
+    variant: Variant
+    seed: int
+    config: TrainConfig
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.variant.slug) / f"seed{self.seed}"
+
+
+@dataclass
+class Study:
+    """A parsed and validated study (see the module docstring)."""
+
+    name: str
+    description: str
+    base: dict[str, Any]
+    settings: dict[str, Any]
+    axes: list[str]
+    variants: list[Variant]
+    seeds: list[int]
+    measure_images: int
+    cells: list[Cell] = field(default_factory=list)
+
+
+def slug(text: str) -> str:
+    """A folder name for ``text``: runs of other characters than letters, digits, ``.``,
+    ``-`` and ``+`` become ``-``."""
+    return re.sub(r"[^A-Za-z0-9.+-]+", "-", text).strip("-").lower()
+
+
+def study_names() -> list[str]:
+    """Names of the studies shipped in ``models/app/studies``."""
+    return sorted(p.stem for p in STUDY_DIR.glob("*.yaml"))
+
+
+def _study_path(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return path
+    shipped = STUDY_DIR / f"{name_or_path}.yaml"
+    if shipped.is_file():
+        return shipped
+    raise UserError(
+        f"no study {name_or_path!r}: not a YAML file and not a shipped study "
+        f"({', '.join(study_names())})"
+    )
+
+
+def _load_spec(name_or_path: str) -> tuple[Path, dict[str, Any]]:
+    path = _study_path(name_or_path)
+    try:
+        spec = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        problem = " ".join(str(err).split())
+        raise UserError(f"study {path} is not valid YAML: {problem}") from err
+    if not isinstance(spec, dict):
+        raise UserError(f"study {path} must be a mapping with keys {', '.join(STUDY_KEYS)}")
+    unknown = sorted(set(spec) - set(STUDY_KEYS))
+    if unknown:
+        raise UserError(
+            f"unknown key(s) {', '.join(map(str, unknown))} in study {path}; "
+            f"valid keys: {', '.join(STUDY_KEYS)}"
+        )
+    return path, spec
+
+
+def _merge(config: dict[str, Any], keys: dict[str, Any]) -> dict[str, Any]:
+    """``config`` updated with ``keys``; ``model_kwargs`` merged key by key."""
+    merged = {**config, **keys}
+    if isinstance(config.get("model_kwargs"), dict) and isinstance(keys.get("model_kwargs"), dict):
+        merged["model_kwargs"] = {**config["model_kwargs"], **keys["model_kwargs"]}
+    return merged
+
+
+def _axis_entries(value: Any, where: str, seen: tuple[str, ...]) -> list[tuple[str, dict]]:
+    """``(name, keys)`` of each variant of one axis: a list of mappings with a ``name``, or
+    the name of another study whose (single-axis) variants it takes."""
+    if isinstance(value, str):
+        if value in seen:
+            raise UserError(f"{where}: studies {' -> '.join((*seen, value))} refer in a circle")
+        _, spec = _load_spec(value)
+        axes = _axes(spec.get("variants"), f"study {value}", (*seen, value))
+        if len(axes) != 1:
+            raise UserError(f"{where}: study {value!r} has {len(axes)} axes; use one with one")
+        return next(iter(axes.values()))
+    if not isinstance(value, list) or not value:
+        raise UserError(
+            f"{where} must be a non-empty list of variants ({{name: ..., key: value}}) "
+            "or the name of a study"
+        )
+    entries = []
+    for i, item in enumerate(value):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str | int | float):
+            raise UserError(f"{where}, entry {i + 1}: a variant is a mapping with a name, got "
+                            f"{item!r}")
+        keys = {k: v for k, v in item.items() if k != "name"}
+        if "seed" in keys:
+            raise UserError(f"{where}, variant {item['name']!r}: the seeds key sets the seed")
+        entries.append((str(item["name"]), keys))
+    names = [name for name, _ in entries]
+    slugs = [slug(name) for name in names]
+    duplicates = sorted({n for n, s in zip(names, slugs, strict=True) if slugs.count(s) > 1})
+    if duplicates or "" in slugs:
+        raise UserError(f"{where}: variant names must differ as folder names, got {names}")
+    return entries
+
+
+def _axes(value: Any, where: str, seen: tuple[str, ...]) -> dict[str, list[tuple[str, dict]]]:
+    """The axes of ``variants``: ``{axis: [(name, keys), ...]}`` (one axis ``variant`` for a
+    list)."""
+    if isinstance(value, dict) and value:
+        return {str(axis): _axis_entries(v, f"{where}, axis {axis}", seen)
+                for axis, v in value.items()}
+    return {"variant": _axis_entries(value, f"{where}: variants", seen)}
+
+
+def _seeds(value: Any, where: str) -> list[int]:
+    if value is None:
+        return [TrainConfig.seed]
+    seeds = value if isinstance(value, list) else [value]
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise UserError(f"{where}: seeds must be a list of integers, got {value!r}")
+    if len(set(seeds)) != len(seeds):
+        raise UserError(f"{where}: seeds must differ, got {seeds}")
+    return seeds
+
+
+def _check_model(cfg: TrainConfig) -> None:
+    """Build the cell's model once, so that an unknown mixer or embedding fails now."""
+    from models.app.modeling import model_for_config
+
+    model_for_config(cfg, DATASETS[cfg.dataset])
+
+
+def read_study(name_or_path: str) -> Study:
+    """Read and validate a study: every cell's config and model are built, so that an
+    unknown key or value ends here (a `UserError`), before any cell runs."""
+    path, spec = _load_spec(name_or_path)
+    where = f"study {path.stem}"
+    base = spec.get("base", "digits")
+    if isinstance(base, str):
+        base = read_recipe(base)
+    elif not isinstance(base, dict):
+        raise UserError(f"{where}: base must be a recipe name, a YAML path or a mapping")
+    settings = spec.get("set") or {}
+    if not isinstance(settings, dict):
+        raise UserError(f"{where}: set must be a mapping of config keys, got {settings!r}")
+    if "seed" in settings:
+        raise UserError(f"{where}: the seeds key sets the seed, not set")
+    axes = _axes(spec.get("variants"), where, (path.stem,))
+    measure_images = spec.get("measure_images", 256)
+    if isinstance(measure_images, bool) or not isinstance(measure_images, int) or (
+        measure_images < 1
+    ):
+        raise UserError(f"{where}: measure_images must be an integer >= 1, got {measure_images!r}")
+    variants = []
+    for combination in itertools.product(*axes.values()):
+        keys: dict[str, Any] = {}
+        for _, entry in combination:
+            keys = _merge(keys, entry)
+        labels = dict(zip(axes, (name for name, _ in combination), strict=True))
+        variants.append(Variant(labels, keys))
+    study = Study(
+        name=path.stem, description=str(spec.get("description", "")).strip(), base=base,
+        settings=settings, axes=list(axes), variants=variants,
+        seeds=_seeds(spec.get("seeds"), where), measure_images=measure_images,
+    )
+    for variant in variants:
+        try:
+            config = _merge(_merge(base, settings), variant.settings)
+            for seed in study.seeds:
+                cfg = build_config(config, {"seed": seed})
+                study.cells.append(Cell(len(study.cells), variant, seed, cfg))
+            _check_model(study.cells[-1].config)
+        except UserError as err:
+            raise UserError(f"{where}, variant {variant.name!r}: {err}") from err
+    return study
+
+
+# ---------------------------------------------------------------------------------------------
+# running
+
+
+def parse_part(text: str) -> tuple[int, int]:
+    """``"i/n"`` (``1 <= i <= n``) as ``(i, n)``: this process takes cells ``i, i + n, ...``."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match or not 1 <= int(match[1]) <= int(match[2]):
+        raise UserError(f"--cells expects i/n with 1 <= i <= n (e.g. 2/4), got {text!r}")
+    return int(match[1]), int(match[2])
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object at ``path``, or None when missing or torn (a crash while writing)."""
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def atomic_write(path: Path, data: bytes | str) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then ``os.replace`` it."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def cell_state(folder: Path) -> str:
+    """``pending`` (nothing saved), ``partial`` (a resumable checkpoint), ``trained``
+    (training finished) or ``done`` (measured: ``cell.json``)."""
+    from models.app.training.checkpointing import LAST
+    from models.app.training.run_files import SUMMARY_JSON
+
+    if _read_json(folder / CELL_JSON) is not None:
+        return "done"
+    if _read_json(folder / SUMMARY_JSON) is not None:
+        return "trained"
+    return "partial" if (folder / LAST).is_file() else "pending"
+
+
+def _check_saved_config(cell: Cell, folder: Path) -> None:
+    """Refuse a cell folder whose saved config differs from the cell's (a changed study)."""
+    from models.app.training.run_files import CONFIG_YAML
+
+    path = folder / CONFIG_YAML
+    if not path.is_file():
+        return
+    try:
+        saved = yaml.safe_load(path.read_text())
+        saved = build_config(saved, {}).to_dict()
+    except (yaml.YAMLError, UserError, TypeError) as err:
+        raise UserError(f"{path} is not a run config ({err}); use another --output") from err
+    wanted = cell.config.to_dict()
+    changed = sorted(k for k in wanted if k not in MACHINE_KEYS and saved.get(k) != wanted[k])
+    if changed:
+        first = changed[0]
+        raise UserError(
+            f"{folder} was trained with another config ({first}: {saved.get(first)!r}, the "
+            f"study says {wanted[first]!r}); use another --output for a changed study"
+        )
+
+
+@contextlib.contextmanager
+def cell_lock(folder: Path) -> Iterator[bool]:
+    """Hold an exclusive lock on the cell ``folder`` (created if missing); yields False when
+    another process holds it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK_FILE, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def stage_spectra(model: torch.nn.Module, images: torch.Tensor, T: int | None) -> dict[str, float]:
+    """Per stage the firing rate (``rate_stageN``, and ``rate_classifier``) and the
+    high-frequency ratio of the stage output (``hf_ratio_stageN``) on ``images [B, ...]``.
+
+    The one place a study measures spectra: today through
+    :func:`models.app.training.stage_stats.stage_statistics` (``models.energy`` and
+    ``spectral.high_frequency_ratio``, cut-off 0.5 of Nyquist)."""
+    from models.app.training.stage_stats import stage_statistics
+
+    return stage_statistics(model, images, T)
+
+
+def measure_cell(cell: Cell, folder: Path, images: int, device: str = "auto") -> dict[str, Any]:
+    """The measures of a trained cell (see the module docstring) as one flat dict."""
+    from models.app.data import build_datasets
+    from models.app.modeling import model_for_config
+    from models.app.options import resolve_device
+    from models.app.training.checkpointing import LAST
+    from models.app.training.run_files import METRICS_CSV, SUMMARY_JSON
+    from models.checkpoint import read_checkpoint
+    from models.energy import measure_energy
+
+    summary = _read_json(folder / SUMMARY_JSON) or {}
+    with open(folder / METRICS_CSV, newline="") as f:
+        rows = list(csv.DictReader(f))
+    _, val_set, info = build_datasets(cell.config)
+    model = model_for_config(cell.config, info)
+    model.load_state_dict(read_checkpoint(folder / LAST)["model"])
+    dev = resolve_device(device)
+    model.to(dev).eval()
+    count = min(images, len(val_set))
+    batch = torch.stack([val_set[i][0] for i in range(count)]).to(dev)
+    measures = {
+        "top1": summary["final_acc1"],
+        "top5": summary["final_acc5"],
+        "loss": summary["final_loss"],
+        "best_top1": summary["best_acc1"],
+        "best_epoch": summary["best_epoch"],
+        "energy_mj": measure_energy(model, batch, cell.config.T).energy_mj,
+        **stage_spectra(model, batch, cell.config.T),
+        "params": sum(p.numel() for p in model.parameters()),
+        "measured_images": count,
+        "train_seconds": round(sum(float(r["epoch_seconds"]) for r in rows), 1),
+    }
+    return {"variant": cell.variant.name, **cell.variant.labels, "seed": cell.seed, **measures}
+
+
+def _progress(cells: list[Cell], cell: Cell, text: str, log: Callable[[str], None]) -> None:
+    log(f"[cell {cell.index + 1}/{len(cells)}] {cell.variant.name}, seed {cell.seed}: {text}")
+
+
+def _run_cell(study: Study, cell: Cell, folder: Path, progress: bool, device: str,
+              log: Callable[[str], None]) -> None:
+    from models.app.training.checkpointing import LAST, load_training_checkpoint
+    from models.app.training.trainer import resume_config, train
+
+    state = cell_state(folder)
+    if state in ("pending", "partial"):
+        checkpoint, cfg = None, cell.config
+        if state == "partial":
+            checkpoint = load_training_checkpoint(folder / LAST)
+            machine = {k: getattr(cell.config, k) for k in MACHINE_KEYS}
+            cfg = resume_config(checkpoint["config"], machine)
+            done = f"epoch {checkpoint['epoch']}"
+            if checkpoint.get("batches_done"):
+                done += f" and {checkpoint['batches_done']} batches"
+            _progress(study.cells, cell, f"resuming after {done} ({folder})", log)
+        else:
+            _progress(study.cells, cell, f"training ({folder})", log)
+        train(cfg, output=folder, checkpoint=checkpoint, progress=progress, device=device)
+    measures = measure_cell(cell, folder, study.measure_images, device)
+    atomic_write(folder / CELL_JSON, json.dumps(measures, indent=2) + "\n")
+    _progress(
+        study.cells, cell,
+        f"top-1 {measures['top1']:.2f}%, {measures['energy_mj']:.3g} mJ per image, "
+        f"{measures['train_seconds']:.0f} s of training",
+        log,
+    )
+
+
+def run_study(
+    study: Study,
+    root: Path,
+    part: tuple[int, int] = (1, 1),
+    progress: bool = False,
+    device: str = "auto",
+    log: Callable[[str], None] = print,
+) -> None:
+    """Run this process's part ``(i, n)`` of the cells (``i, i + n, ...``, 1-based) under
+    ``root``: finished cells are skipped, interrupted ones resume, cells another process holds
+    are left to it. Raises `RunInterrupted` on SIGINT/SIGTERM (rerun to continue)."""
+    i, n = part
+    mine = study.cells[i - 1 :: n]
+    for cell in study.cells:
+        _check_saved_config(cell, root / cell.folder)
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write(root / "study.yaml", yaml.safe_dump(study_record(study), sort_keys=False))
+    try:
+        for cell in mine:
+            folder = root / cell.folder
+            if cell_state(folder) == "done":
+                _progress(study.cells, cell, "done before, skipped", log)
+                continue
+            with cell_lock(folder) as mine_now:
+                if not mine_now:
+                    _progress(study.cells, cell, "running in another process, skipped", log)
+                    continue
+                _run_cell(study, cell, folder, progress, device, log)
+    except RunInterrupted as err:
+        raise RunInterrupted(f"{err}; or rerun the study to resume it", err.exit_code - 128) \
+            from err
+    except KeyboardInterrupt as err:
+        raise RunInterrupted("interrupted by SIGINT; rerun the study to resume it",
+                             signal.SIGINT) from err
+
+
+def study_record(study: Study) -> dict[str, Any]:
+    """What ``study.yaml`` of a study folder records: the study and its resolved cells."""
+    return {
+        "study": study.name, "description": study.description, "axes": study.axes,
+        "seeds": study.seeds, "measure_images": study.measure_images,
+        "cells": [
+            {"variant": c.variant.name, "seed": c.seed, "folder": str(c.folder),
+             "settings": c.variant.settings}
+            for c in study.cells
+        ],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# the report
+
+
+def collect(study: Study, root: Path, device: str = "auto") -> list[dict[str, Any]]:
+    """One row per cell: its state, and its measures when trained (a trained cell without
+    ``cell.json`` is measured now, unless another process holds it)."""
+    from models.app.training.checkpointing import LAST, load_training_checkpoint
+
+    rows = []
+    for cell in study.cells:
+        folder = root / cell.folder
+        state = cell_state(folder)
+        if state == "trained":
+            with cell_lock(folder) as held:
+                if held:
+                    measures = measure_cell(cell, folder, study.measure_images, device)
+                    atomic_write(folder / CELL_JSON, json.dumps(measures, indent=2) + "\n")
+                    state = "done"
+        row: dict[str, Any] = {"cell": cell.index + 1, "variant": cell.variant.name,
+                               **cell.variant.labels, "seed": cell.seed, "state": state,
+                               "epochs": cell.config.epochs}
+        if state == "done":
+            measures = _read_json(folder / CELL_JSON) or {}
+            row["epochs_done"] = cell.config.epochs
+            row.update({k: v for k, v in measures.items() if k not in row})
+        elif state == "partial":
+            row["epochs_done"] = load_training_checkpoint(folder / LAST)["epoch"]
+        else:
+            row["epochs_done"] = 0
+        row["folder"] = str(cell.folder)
+        rows.append(row)
+    return rows
+
+
+def _columns(rows: list[dict[str, Any]]) -> list[str]:
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    return [c for c in columns if c != "folder"] + ["folder"]
+
+
+def stage_columns(rows: list[dict[str, Any]], prefix: str) -> list[str]:
+    """Columns ``<prefix><stage>`` of ``rows``, in order of first appearance."""
+    return [c for c in _columns(rows) if c.startswith(prefix)]
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (nan for one value) of ``values``."""
+    array = np.asarray(values, dtype=float)
+    return float(array.mean()), float(array.std(ddof=1)) if array.size > 1 else math.nan
+
+
+def _fmt(values: list[float], spec: str) -> str:
+    """``mean ± std`` of ``values`` in format ``spec``; — without values, n/a for nan."""
+    values = [v for v in values if v not in (None, "")]
+    if not values:
+        return "—"
+    mean, std = mean_std(values)
+    if math.isnan(mean):
+        return "n/a"
+    return f"{mean:{spec}}" if math.isnan(std) else f"{mean:{spec}} ± {std:{spec}}"
+
+
+def _by_variant(study: Study, rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    done = [r for r in rows if r["state"] == "done"]
+    return {v.name: [r for r in done if r["variant"] == v.name] for v in study.variants}
+
+
+def _table(header: list[str], lines: list[list[str]]) -> str:
+    rows = [header, ["---"] * len(header), *lines]
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in rows)
+
+
+def _stage_name(column: str, prefix: str) -> str:
+    return column[len(prefix):].replace("stage", "stage ")
+
+
+def markdown(study: Study, rows: list[dict[str, Any]]) -> str:
+    """``study.md``: a summary table, a pivot of top-1 for two axes, and a table per variant
+    (mean ± standard deviation over seeds)."""
+    groups = _by_variant(study, rows)
+    done = sum(r["state"] == "done" for r in rows)
+    rates, ratios = stage_columns(rows, "rate_"), stage_columns(rows, "hf_ratio_")
+    lines = [f"# Study `{study.name}`", ""]
+    if study.description:
+        lines += [study.description, ""]
+    lines += [
+        f"Cells done: {done} of {len(rows)} (seeds {', '.join(map(str, study.seeds))}). "
+        "Mean ± standard deviation over the seeds done; top-1 of the last epoch on the "
+        f"held-out set; firing rates, high-frequency ratios (share of non-DC power at radius "
+        f">= 0.5 of Nyquist, per stage output) and energy per image (45 nm) on the first "
+        f"{study.measure_images} held-out images, final weights; — for a stage without spiking "
+        "neurons (the ReLU twin).",
+        "",
+        "## Summary",
+        "",
+        _table(
+            ["variant", "seeds", "top-1 (%)", "energy (mJ)"]
+            + [f"hf {_stage_name(c, 'hf_ratio_')}" for c in ratios],
+            [
+                [name, str(len(g)), _fmt([r["top1"] for r in g], ".2f"),
+                 _fmt([r["energy_mj"] for r in g], ".3g")]
+                + [_fmt([r.get(c) for r in g], ".3f") for c in ratios]
+                for name, g in groups.items()
+            ],
+        ),
+        "",
+    ]
+    if len(study.axes) == 2:
+        first, second = study.axes
+        columns = list(dict.fromkeys(v.labels[second] for v in study.variants))
+        table = {}
+        for v in study.variants:
+            table.setdefault(v.labels[first], {})[v.labels[second]] = _fmt(
+                [r["top1"] for r in groups[v.name]], ".2f")
+        lines += [
+            f"## Top-1 (%): {first} by {second}", "",
+            _table([first, *columns],
+                   [[row, *(cells.get(c, "—") for c in columns)] for row, cells in table.items()]),
+            "",
+        ]
+    for name, g in groups.items():
+        stages = list(dict.fromkeys(
+            [_stage_name(c, "hf_ratio_") for c in ratios] + [_stage_name(c, "rate_") for c in rates]
+        ))
+        lines += [
+            f"## {name}", "",
+            f"top-1 {_fmt([r['top1'] for r in g], '.2f')} %, energy "
+            f"{_fmt([r['energy_mj'] for r in g], '.3g')} mJ per image, "
+            f"{len(g)} seed(s) done.", "",
+            _table(
+                ["stage", "firing rate", "high-frequency ratio"],
+                [[s, _fmt([r.get(f"rate_{s.replace(' ', '')}") for r in g], ".3f"),
+                  _fmt([r.get(f"hf_ratio_{s.replace(' ', '')}") for r in g], ".3f")]
+                 for s in stages],
+            ),
+            "",
+        ]
+    return "\n".join(lines)
+
+
+LINE_STYLES = ("-", "--", ":", "-.")
+
+
+def _styles(study: Study) -> dict[str, tuple[str, str]]:
+    """Colour and line style per variant: colour by the first axis, line style by the second
+    (one colour per variant for a single axis)."""
+    first = list(dict.fromkeys(v.labels[study.axes[0]] for v in study.variants))
+    second = (list(dict.fromkeys(v.labels[study.axes[1]] for v in study.variants))
+              if len(study.axes) > 1 else [])
+    styles = {}
+    for v in study.variants:
+        color = f"C{first.index(v.labels[study.axes[0]]) % 10}"
+        style = LINE_STYLES[second.index(v.labels[study.axes[1]]) % 4] if second else "-"
+        styles[v.name] = (color, style)
+    return styles
+
+
+def figure(study: Study, rows: list[dict[str, Any]]) -> bytes:
+    """``study.png``: top-1 per variant, high-frequency ratio and firing rate per stage
+    (variants coloured by the first axis, hatched and dashed by the second)."""
+    from matplotlib.figure import Figure
+
+    groups = {k: g for k, g in _by_variant(study, rows).items() if g}
+    styles = _styles(study)
+    ratios, rates = stage_columns(rows, "hf_ratio_"), stage_columns(rows, "rate_")
+    fig = Figure(figsize=(16, 5.5), layout="constrained")
+    axes = fig.subplots(1, 3)
+    names = list(groups)
+    tops = [mean_std([r["top1"] for r in g]) for g in groups.values()]
+    x = np.arange(len(names))
+    hatches = {"-": "", "--": "//", ":": "..", "-.": "xx"}
+    axes[0].bar(x, [m for m, _ in tops], yerr=[0 if math.isnan(s) else s for _, s in tops],
+                color=[styles[n][0] for n in names],
+                hatch=[hatches[styles[n][1]] for n in names], capsize=3, edgecolor="white")
+    axes[0].set_xticks(x, names, rotation=30, ha="right", fontsize=8)
+    lowest = min((m - (0 if math.isnan(s) else s) for m, s in tops), default=0.0)
+    axes[0].set(title="(a) held-out top-1", ylabel="top-1 (%)",
+                ylim=(max(0.0, 10 * math.floor(lowest / 10 - 0.5)), 100))
+    for ax, columns, prefix, title in (
+        (axes[1], ratios, "hf_ratio_", "(b) high-frequency ratio of each stage's output"),
+        (axes[2], rates, "rate_", "(c) firing rate of each stage's neurons"),
+    ):
+        for name, g in groups.items():
+            stats = [mean_std([r[c] for r in g if r.get(c) not in (None, "")] or [math.nan])
+                     for c in columns]
+            if all(math.isnan(m) for m, _ in stats):
+                continue
+            color, style = styles[name]
+            ax.errorbar(np.arange(len(columns)), [m for m, _ in stats],
+                        yerr=[0 if math.isnan(s) else s for _, s in stats], marker="o",
+                        capsize=3, color=color, ls=style, label=name)
+        ax.set_xticks(np.arange(len(columns)), [_stage_name(c, prefix) for c in columns])
+        ax.set(title=title, ylim=(0, None))
+        ax.grid(alpha=0.3)
+    if axes[1].get_legend_handles_labels()[0]:
+        axes[1].legend(fontsize=7)
+    fig.suptitle(f"study {study.name}: mean ± std over seeds")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()
+
+
+def write_report(study: Study, root: Path, device: str = "auto") -> list[Path]:
+    """Write ``study.csv`` (one row per cell), ``study.md`` and ``study.png`` under ``root``
+    from whatever cells are done; returns their paths."""
+    if not root.is_dir():
+        raise UserError(f"no study folder at {root}: run the study first")
+    rows = collect(study, root, device)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=_columns(rows), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    paths = [root / "study.csv", root / "study.md", root / "study.png"]
+    atomic_write(paths[0], text.getvalue())
+    atomic_write(paths[1], markdown(study, rows) + "\n")
+    atomic_write(paths[2], figure(study, rows))
+    return paths
