@@ -156,3 +156,10 @@ def test_a_zero_image_size_is_refused(flag, capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert "expected an integer >= 1, got 0" in err and len(err.strip().splitlines()) == 1
+
+
+def test_input_the_model_cannot_take_is_one_line(capsys):
+    assert energy_main(["--model", "maxformer_cifar", "--T", "1", "--img-size", "6"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot run on random input at img_size 6" in err and "stride 4" in err
+    assert len(err.strip().splitlines()) == 1

@@ -23,7 +23,7 @@ def test_short_default_run_learns_and_writes_run_folder(tmp_path):
     result = train(cfg, output=tmp_path)
     names = {p.name for p in tmp_path.iterdir()}
     assert names == {"config.yaml", "metrics.csv", "metrics.png", "checkpoint-last.pt",
-                     "checkpoint-best.pt", "summary.json"}
+                     "checkpoint-best.pt", "summary.json", ".lock"}
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["final_acc1"] > 50.0  # chance is 10%
     losses = [float(r["train_loss"]) for r in rows(tmp_path)]

@@ -49,7 +49,7 @@ def test_two_process_gloo_epoch(tmp_path):
     assert [k for k, v in w0.items() if not torch.equal(v, w1[k])] == []
     assert {p.name for p in run_dir.iterdir()} == {
         "config.yaml", "metrics.csv", "metrics.png", "checkpoint-last.pt", "checkpoint-best.pt",
-        "summary.json"}
+        "summary.json", ".lock"}
     s0 = json.loads((result_dir / "rank0.json").read_text())
     s1 = json.loads((result_dir / "rank1.json").read_text())
     assert s0["world_size"] == 2 and s1["output"] is None

@@ -105,6 +105,8 @@ def test_a_taken_default_name_gets_a_suffix(tmp_path, monkeypatch):
     first = RunFolder.create(None, cfg)
     (first.path / "config.yaml").write_text("taken")
     second = RunFolder.create(None, cfg)
+    first.close()
+    second.close()
     assert first.path.name == "maxformer_cifar-digits-20250101-120000"
     assert second.path.name == "maxformer_cifar-digits-20250101-120000-2"
     assert (first.path / "config.yaml").read_text() == "taken"
@@ -185,3 +187,32 @@ def test_torchrun_variables_that_are_not_numbers_are_one_line(tmp_path, monkeypa
     assert main(["train", "--output", str(tmp_path / "run"), *TINY_ARGS]) == 2
     err = capsys.readouterr().err
     assert "environment variable WORLD_SIZE='two' is not an integer" in err
+
+
+def test_resuming_with_fewer_epochs_than_trained_is_one_line(tmp_path, capsys):
+    run = tiny_run(tmp_path / "run", epochs=2, **SAMPLES)
+    assert main(["train", "--resume", str(run), "--epochs", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "(epoch 2) has trained more epochs than epochs 1" in err and "--epochs 2" in err
+
+
+def test_a_run_folder_another_process_writes_is_refused(tmp_path, capsys):
+    run = tiny_run(tmp_path / "run", **SAMPLES)
+    hold = ("import fcntl, os, sys, time\n"
+            "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+            "fcntl.lockf(fd, fcntl.LOCK_EX)\n"
+            "os.ftruncate(fd, 0)\n"
+            "os.write(fd, b'4242')\n"
+            "print('held', flush=True)\n"
+            "time.sleep(60)\n")
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(run / ".lock")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 2
+    finally:
+        holder.kill()
+        holder.wait()
+    err = capsys.readouterr().err
+    assert f"run folder {run} is being written by another process (pid 4242)" in err
+    assert [r["epoch"] for r in rows(run)] == ["1"]

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from models.app.modeling import check_model_name, create_model, load_weights
+from models.app.modeling import check_input, check_model_name, create_model, load_weights
 from models.app.options import add_options, positive_int, show_progress
 
 RANDOM_WEIGHTS = "random weights (untrained: firing rates and energy are not a trained network's)"
@@ -110,6 +110,9 @@ def run(args: argparse.Namespace) -> int:
         load_weights(model, checkpoint, args.checkpoint)
         weights = f"weights from {args.checkpoint}"
     model.to(device)
+    first = next(batches)
+    check_input(model, first[0], f"{source} at img_size {size}")
+    batches = itertools.chain([first], batches)
     measured = tqdm(itertools.islice(batches, args.batches), total=args.batches, desc="energy",
                     leave=False, disable=not show_progress(args))
     with EnergyMeter(model) as meter:

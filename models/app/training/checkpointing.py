@@ -20,8 +20,8 @@ from models.app.files import atomic_write
 from models.app.training.run_files import BEST, LAST, METRICS_CSV, Row, read_metrics
 from models.checkpoint import read_checkpoint
 
-__all__ = ["BEST", "LAST", "ResumePoint", "atomic_save", "load_resume_point", "rng_state",
-           "set_rng_state"]
+__all__ = ["BEST", "LAST", "ResumePoint", "atomic_save", "load_resume_point", "position",
+           "rng_state", "set_rng_state"]
 
 TRAINING_KEYS = ("model", "optimizer", "scheduler", "epoch", "batches_done", "best_acc1",
                  "best_epoch", "rng", "config")
@@ -102,9 +102,12 @@ class ResumePoint:
         return [row for row in read_metrics(metrics) if int(row["epoch"]) <= self.epoch]
 
     def describe(self) -> str:
-        where = f"epoch {self.epoch}" if not self.batches else (
-            f"epoch {self.epoch + 1}, batch {self.batches}")
-        return f"{self.path} ({where})"
+        return f"{self.path} ({position(self.epoch, self.batches)})"
+
+
+def position(epochs_done: int, batches: int) -> str:
+    """Where a checkpoint stands: ``epoch 3`` (its end) or ``epoch 4, batch 17``."""
+    return f"epoch {epochs_done}" if not batches else f"epoch {epochs_done + 1}, batch {batches}"
 
 
 def _same(a: Path, b: Path) -> bool:

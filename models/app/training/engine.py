@@ -150,10 +150,6 @@ class EpochProgress:
     samples: int = 0
     seconds: float = 0.0
 
-    def to_dict(self) -> dict[str, float]:
-        return {"batches": self.batches, "loss_sum": self.loss_sum, "samples": self.samples,
-                "seconds": self.seconds}
-
 
 @dataclass(frozen=True)
 class EpochResult:

@@ -8,8 +8,10 @@ temporary files of killed runs are removed when a run opens its folder.
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,13 +19,15 @@ from typing import Any
 
 from models.app.config import TrainConfig, save_config
 from models.app.errors import UserError
-from models.app.files import atomic_write, atomic_write_text, remove_orphans
+from models.app.files import atomic_write, atomic_write_text, is_temporary, remove_orphans
 from models.app.training.curves import learning_curves
 
 CONFIG_YAML, METRICS_CSV, METRICS_PNG, SUMMARY_JSON = (
     "config.yaml", "metrics.csv", "metrics.png", "summary.json")
 LAST, BEST = "checkpoint-last.pt", "checkpoint-best.pt"
-RUN_FILES = (CONFIG_YAML, METRICS_CSV, METRICS_PNG, SUMMARY_JSON, LAST, BEST)
+LOCK = ".lock"
+"""Locked (``lockf``) by the process that writes the folder, so that no second one does."""
+RUN_FILES = (CONFIG_YAML, METRICS_CSV, METRICS_PNG, SUMMARY_JSON, LAST, BEST, LOCK)
 """The files a run writes in its folder (and ``tensorboard/`` or ``wandb/`` with ``--log``)."""
 
 Row = dict[str, Any]
@@ -53,6 +57,11 @@ class RunFolder:
     def __init__(self, path: Path, history: Sequence[Row] = ()) -> None:
         self.path = Path(path)
         self.rows: list[Row] = list(history)
+        self._lock = _lock(self.path)
+
+    def close(self) -> None:
+        """Let another process write the folder (also when this process ends)."""
+        os.close(self._lock)
 
     @classmethod
     def create(cls, path: Path | None, cfg: TrainConfig, history: Sequence[Row] = (),
@@ -75,7 +84,7 @@ class RunFolder:
         if path.exists() and not path.is_dir():
             raise UserError(f"--output {path} is a file, not a folder")
         _make_folder(path, exist_ok=True)
-        held = sorted(p.name for p in path.iterdir())
+        held = sorted(p.name for p in path.iterdir() if p.name != LOCK and not is_temporary(p.name))
         restartable = restart and set(held) <= set(RUN_FILES) - {LAST, BEST}
         if held and not restartable:
             shown = ", ".join(held[:5]) + (", ..." if len(held) > 5 else "")
@@ -83,19 +92,25 @@ class RunFolder:
                 f"run folder {path} already holds files ({shown}); a new run never replaces "
                 f"them: give another --output, or continue that run with --resume {path}"
             )
+        run = cls(path, history)
         remove_orphans(path)
-        return cls(path, history)
+        return run
 
     @classmethod
     def reopen(cls, path: Path, epochs_done: int) -> RunFolder:
         """The folder of a run that continues after ``epochs_done`` epochs: the rows of later
         epochs (written before a crash could save their checkpoint) are dropped, since the run
         trains those epochs again; temporary files of killed processes are removed."""
-        path = Path(path)
-        remove_orphans(path)
-        metrics = path / METRICS_CSV
-        rows = read_metrics(metrics) if metrics.exists() else []
-        return cls(path, [r for r in rows if int(r["epoch"]) <= epochs_done])
+        run = cls(Path(path))
+        try:
+            remove_orphans(run.path)
+            metrics = run.file(METRICS_CSV)
+            rows = read_metrics(metrics) if metrics.exists() else []
+        except BaseException:
+            run.close()
+            raise
+        run.rows = [r for r in rows if int(r["epoch"]) <= epochs_done]
+        return run
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -122,6 +137,29 @@ class RunFolder:
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_text(self.file(SUMMARY_JSON), json.dumps(summary, indent=2) + "\n")
+
+
+def _lock(folder: Path) -> int:
+    """Lock ``folder/.lock`` (an exclusive POSIX lock: released when the process ends, not
+    passed on to forked loader workers) or raise a :class:`UserError` naming the process that
+    holds it."""
+    path = folder / LOCK
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise UserError(f"cannot write in run folder {folder}: {err.strerror or err}") from err
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise UserError(
+            f"run folder {folder} is being written by another process (pid {holder}); wait for "
+            "it to end, or give another --output"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
 
 
 def _make_folder(path: Path, exist_ok: bool) -> bool:

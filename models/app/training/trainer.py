@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from models.app.training.checkpointing import (
     ResumePoint,
     atomic_save,
     load_resume_point,
+    position,
     rng_state,
     set_rng_state,
 )
@@ -198,7 +199,7 @@ class Checkpoints:
             "best_acc1": best["acc1"],
             "best_epoch": best["epoch"],
             "rng": distributed.gather(rng_state()),
-            "epoch_progress": distributed.gather(progress.to_dict()),
+            "epoch_progress": distributed.gather(asdict(progress)),
             "config": self.cfg.to_dict(),
         }
         if self.run is None:
@@ -206,9 +207,7 @@ class Checkpoints:
         atomic_save(checkpoint, self.run.file(LAST))
         if is_best:
             atomic_save(checkpoint, self.run.file(BEST))
-        where = f"epoch {epochs_done}" if not progress.batches else (
-            f"epoch {epochs_done + 1}, batch {progress.batches}")
-        self.last_good = f"{self.run.file(LAST)} ({where})"
+        self.last_good = f"{self.run.file(LAST)} ({position(epochs_done, progress.batches)})"
 
 
 def _build_state(cfg: TrainConfig, model: nn.Module, device: torch.device):
@@ -235,6 +234,10 @@ def _resume(state: TrainingState, cfg: TrainConfig, resume: ResumePoint | None, 
     if resume is None:
         return 0, EpochProgress(), {"acc1": -1.0, "epoch": 0}
     checkpoint = resume.checkpoint
+    if resume.epoch > cfg.epochs + cfg.cooldown_epochs:
+        raise UserError(f"{resume.describe()} has trained more epochs than epochs "
+                        f"{cfg.epochs} (+ cooldown_epochs {cfg.cooldown_epochs}); give at least "
+                        f"--epochs {resume.epoch - cfg.cooldown_epochs}")
     state.load_state_dict(checkpoint, schedule=checkpoint["config"]["epochs"] == cfg.epochs)
     states = checkpoint["rng"]
     set_rng_state(states[rank % len(states)])
@@ -266,6 +269,8 @@ def _open_run(cfg: TrainConfig, ctx: distributed.DistContext, output: Path | Non
             run.write_metrics()
         except UserError as err:
             problem = str(err)
+            if run is not None:
+                run.close()
         else:
             _say_where(run, resume, restarted)
     problem = distributed.broadcast(problem)
@@ -330,24 +335,28 @@ def _train(cfg, ctx, stop, output, resume, progress, log) -> TrainResult:
     step = TrainStep(state, net, _criterion(cfg, mixup), mixup, cfg.T_train,
                      amp_dtype(cfg.amp, ctx.device), cfg.clip_grad)
     run = _open_run(cfg, ctx, output, resume, restarted)
-    loggers = open_loggers(log, run, cfg) if run is not None else []
-    epochs = Epochs(cfg, ctx, stop, step, train_loader(train_set, cfg, ctx),
-                    eval_loader(val_set, cfg.batch_size, cfg.workers, ctx),
-                    Checkpoints(cfg, state, run, resume), loggers, progress, best)
+    loggers: list[MetricsLogger] = []
     try:
+        if run is not None:
+            loggers = open_loggers(log, run, cfg)
+        epochs = Epochs(cfg, ctx, stop, step, train_loader(train_set, cfg, ctx),
+                        eval_loader(val_set, cfg.batch_size, cfg.workers, ctx),
+                        Checkpoints(cfg, state, run, resume), loggers, progress, best)
         val = epochs.run(range(start_epoch, total_epochs), epoch_progress)
+        summary = {
+            "model": cfg.model, "dataset": cfg.dataset, "epochs": total_epochs,
+            "best_acc1": epochs.best["acc1"], "best_epoch": epochs.best["epoch"],
+            "final_acc1": val["acc1"], "final_acc5": val["acc5"], "final_loss": val["loss"],
+            "world_size": ctx.world_size, "output": str(run.path) if run is not None else None,
+            "resumed_from": str(resume.path) if resume is not None else None,
+        }
+        if run is not None:
+            run.write_summary(summary)
     finally:
         for logger in loggers:
             logger.close()
-    summary = {
-        "model": cfg.model, "dataset": cfg.dataset, "epochs": total_epochs,
-        "best_acc1": epochs.best["acc1"], "best_epoch": epochs.best["epoch"],
-        "final_acc1": val["acc1"], "final_acc5": val["acc5"], "final_loss": val["loss"],
-        "world_size": ctx.world_size, "output": str(run.path) if run is not None else None,
-        "resumed_from": str(resume.path) if resume is not None else None,
-    }
-    if run is not None:
-        run.write_summary(summary)
+        if run is not None:
+            run.close()
     return TrainResult(summary=summary, model=model, output=run.path if run else None)
 
 
