@@ -74,7 +74,11 @@ def test_two_process_gloo_epoch(tmp_path):
 
 ROOT = Path(__file__).resolve().parents[1]
 NODE_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT),
-            "GLOO_SOCKET_IFNAME": "lo"}
+            "GLOO_SOCKET_IFNAME": "lo",
+            # a new store for every round of workers: in the store torchrun otherwise shares
+            # between rounds, restarted workers can read the addresses of the workers they
+            # replace and fail to connect
+            "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
 TRAIN_ARGS = ["--no-progress", "--epochs", "3", "--set", "train_samples=128",
               "--set", "model_kwargs={embed_dims: 16}", "--T", "1", "--img-size", "8",
               "--batch-size", "16", "--device", "cpu"]
