@@ -27,7 +27,7 @@ def test_short_default_run_learns_and_writes_run_folder(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["final_acc1"] > 50.0  # chance is 10%
     losses = [float(r["train_loss"]) for r in rows(tmp_path)]
-    assert losses[-1] < 0.6 * losses[0]
+    assert losses[-1] < 0.7 * losses[0]
     assert {k: summary[k] for k in ("model", "dataset", "epochs")} == {
         "model": "maxformer_cifar", "dataset": "digits", "epochs": 4}
     assert summary["best_acc1"] == max(float(r["val_acc1"]) for r in rows(tmp_path))
