@@ -216,3 +216,12 @@ def test_a_run_folder_another_process_writes_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"run folder {run} is being written by another process (pid 4242)" in err
     assert [r["epoch"] for r in rows(run)] == ["1"]
+
+
+def test_a_folder_with_hidden_files_only_is_taken_and_they_are_kept(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".study-lock").write_text("a caller's lock")
+    tiny_run(run, **SAMPLES)
+    assert (run / ".study-lock").read_text() == "a caller's lock"
+    assert (run / "checkpoint-last.pt").is_file()

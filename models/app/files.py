@@ -19,11 +19,6 @@ from models.app.errors import UserError
 _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp$")
 
 
-def is_temporary(name: str) -> bool:
-    """Whether ``name`` is that of a temporary file :func:`atomic_write` writes through."""
-    return _TEMPORARY.match(name) is not None
-
-
 def temporary_path(path: Path) -> Path:
     """The temporary file this process writes ``path`` through."""
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")

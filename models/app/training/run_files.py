@@ -19,7 +19,7 @@ from typing import Any
 
 from models.app.config import TrainConfig, save_config
 from models.app.errors import UserError
-from models.app.files import atomic_write, atomic_write_text, is_temporary, remove_orphans
+from models.app.files import atomic_write, atomic_write_text, remove_orphans
 from models.app.training.curves import learning_curves
 
 CONFIG_YAML, METRICS_CSV, METRICS_PNG, SUMMARY_JSON = (
@@ -69,9 +69,10 @@ class RunFolder:
         """The folder of a new run: ``path``, made now, or when None a new folder of
         :func:`default_run_dir` (a suffix ``-2``, ``-3``, ... when the name is taken).
 
-        An existing ``path`` is taken only when it is empty, or, with ``restart`` (torchrun
-        restarting workers), when it holds run files but no checkpoint yet. ``history``: the
-        metrics rows of the epochs a resumed checkpoint already trained.
+        An existing ``path`` is taken only when it holds no files but hidden ones (locks,
+        temporaries: a run writes none of their names but ``.lock``), or, with ``restart``
+        (torchrun restarting workers), when it holds run files but no checkpoint yet.
+        ``history``: the metrics rows of the epochs a resumed checkpoint already trained.
         """
         if path is None:
             base = default_run_dir(cfg)
@@ -84,7 +85,7 @@ class RunFolder:
         if path.exists() and not path.is_dir():
             raise UserError(f"--output {path} is a file, not a folder")
         _make_folder(path, exist_ok=True)
-        held = sorted(p.name for p in path.iterdir() if p.name != LOCK and not is_temporary(p.name))
+        held = sorted(p.name for p in path.iterdir() if not p.name.startswith("."))
         restartable = restart and set(held) <= set(RUN_FILES) - {LAST, BEST}
         if held and not restartable:
             shown = ", ".join(held[:5]) + (", ..." if len(held) > 5 else "")
