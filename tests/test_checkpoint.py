@@ -11,6 +11,7 @@ import torch
 
 import models
 from models import CheckpointError, load_checkpoint
+from models.checkpoint import non_finite_tensors
 
 KEYS = Path(__file__).parent / "data" / "keys"
 TINY = {"embed_dims": 16, "num_heads": 2, "T": 1, "lif_backend": "torch"}
@@ -171,3 +172,39 @@ def test_timm_pretrained_file_uses_our_filter(tmp_path: Path) -> None:
         "maxformer_cifar", pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **TINY
     )
     assert_same_weights(source, loaded)
+
+
+def test_flipped_bytes_are_refused_not_loaded(tmp_path: Path) -> None:
+    """torch.load does not check the zip records' CRC-32; read_checkpoint does."""
+    source = tiny_model(0)
+    path = tmp_path / "checkpoint.pth"
+    torch.save({"model": source.state_dict()}, path)
+    data = bytearray(path.read_bytes())
+    at = data.find(source.head.weight.detach().numpy().tobytes()[:16])
+    data[at + 2] ^= 0x01  # one bit of one weight
+    path.write_bytes(bytes(data))
+    assert not torch.equal(torch.load(path, weights_only=True)["model"]["head.weight"],
+                           source.head.weight)  # what torch alone would load
+    with pytest.raises(CheckpointError, match="record '.*' fails the CRC-32 check"):
+        load_checkpoint(tiny_model(1), path)
+
+
+def test_damaged_zip_directory_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoint.pth"
+    torch.save({"model": tiny_model(0).state_dict()}, path)
+    data = bytearray(path.read_bytes())
+    at = data.rfind(b"PK\x01\x02")  # the last central-directory entry
+    data[at + 20 : at + 24] = b"\xff\xff\xff\x7f"  # its compressed size
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="damaged|truncated|corrupt"):
+        load_checkpoint(tiny_model(1), path)
+
+
+def test_non_finite_tensors_are_named_wherever_they_are() -> None:
+    state = {"model": {"a": torch.zeros(2), "b": torch.tensor([1.0, float("inf")])},
+             "optimizer": {"state": {0: {"step": torch.tensor(3),
+                                         "v": torch.full((2,), float("nan"))}},
+                           "param_groups": [{"lr": 0.1}]},
+             "counts": torch.tensor([1, 2])}
+    assert non_finite_tensors(state) == ["model.b", "optimizer.state.0.v"]
+    assert non_finite_tensors(torch.ones(3)) == []

@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from runs import TINY_ARGS, tiny_run
 
 from models.app.cli import COMMANDS, build_parser, main
 from models.app.config import build_config, config_from_args, read_recipe
@@ -77,3 +79,122 @@ def test_eval_reproduces_training_metrics(tmp_path, capsys):
     assert abs(metrics["acc1"] - result.summary["final_acc1"]) < 1e-9
     assert abs(metrics["loss"] - result.summary["final_loss"]) < 1e-5
     assert metrics["images_per_sec"] > 0
+
+
+TRAIN_ARGS = ["--epochs", "1", "--set", "train_samples=64", *TINY_ARGS]
+NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="the error is for a machine "
+                            "without a CUDA GPU")
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--set", "opt=sgdx"], "unknown opt 'sgdx'; did you mean sgd"),
+        (["--set", "sched=plateau"], "unknown sched 'plateau'; choose one of cosine, tanh"),
+        (["--set", "interpolation=foo"], "unknown interpolation 'foo'; choose one of bilinear"),
+        (["--set", "remode=foo"], "unknown remode 'foo'; choose one of const, rand, pixel"),
+        (["--set", "mixup_mode=foo"], "unknown mixup_mode 'foo'; choose one of batch, pair"),
+        (["--set", "aa=foo"], "timm cannot build the training transform of this config (aa 'foo'"),
+        (["--set", "smoothing=1.5"], "smoothing must be in [0, 1), got 1.5"),
+        (["--set", "lr=.nan"], "config key lr must be a finite number, got nan"),
+        (["--lr", "nan"], "argument --lr: expected a finite number, got 'nan'"),
+        (["--set", "lr=0"], "lr must be in (0, inf), got 0.0"),
+        (["--workers", "-1"], "workers must be in [0, inf), got -1"),
+        (["--seed", "-1"], "seed must be in [0, 2147483647], got -1"),
+        (["--set", "scale=[0.5, a]"], "config key scale expects a list of finite floats, got 'a'"),
+        (["--set", "scale=[0.9, 0.5]"], "scale must be [low, high] with 0 < low <= high <= 1"),
+        (["--set", "model_kwargs={embed_dims: 20}"], "cannot build maxformer_cifar"),
+        (["--set", "model_kwargs={checkpoint_path: /etc/passwd}"],
+         "model_kwargs checkpoint_path not arguments of SpikingFormer (maxformer_cifar); its "
+         "arguments: embeds, mixers"),
+        (["--set", "model_kwargs={pretrained_cfg_overlay: {file: /etc/passwd}}"],
+         "model_kwargs pretrained_cfg_overlay not arguments of SpikingFormer"),
+        (["--img-size", "2"], "SpikingFormer cannot run on digits at img_size 2 (one sample: "
+         "(1, 2, 2)): image size 2x2 is not a multiple of the network's stride 4"),
+        (["--batch-size", "1000"], "fewer than batch_size 1000"),
+        (["--log", "neptune"], "argument --log: invalid choice: 'neptune'"),
+        pytest.param(["--device", "cuda"], "--device cuda, but no CUDA GPU is available",
+                     marks=NO_GPU),
+    ],
+)
+def test_bad_training_input_is_one_line(argv, message, tmp_path, capsys):
+    try:
+        code = main(["train", "--output", str(tmp_path / "run"), *TRAIN_ARGS, *argv])
+    except SystemExit as exit_:  # the argument parser's errors
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert code == 2 and message in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "run" / "checkpoint-last.pt").exists()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny run folder of maxformer train."""
+    return tiny_run(tmp_path_factory.mktemp("trained") / "run", train_samples=64)
+
+
+def test_checkpoints_whose_config_lacks_keys_are_one_line(trained, tmp_path, capsys):
+    checkpoint = torch.load(trained / "checkpoint-last.pt", weights_only=True)
+    del checkpoint["config"]["model"], checkpoint["config"]["dataset"]
+    partial = tmp_path / "partial.pt"
+    torch.save(checkpoint, partial)
+    for command in (["eval", "--checkpoint", str(partial)], ["train", "--resume", str(partial)],
+                    ["energy", "--checkpoint", str(partial)]):
+        assert main([*command, "--no-progress"]) == 2, command
+        err = capsys.readouterr().err
+        assert f"the config saved in {partial} lacks model, dataset" in err, err
+        assert len(err.strip().splitlines()) == 1
+
+
+def test_resume_of_a_checkpoint_not_written_by_training_is_one_line(tmp_path, capsys):
+    weights = tmp_path / "weights.pt"
+    torch.save({"model": {"w": torch.zeros(1)}}, weights)
+    assert main(["train", "--resume", str(weights)]) == 2
+    err = capsys.readouterr().err
+    assert f"{weights} is not a checkpoint of maxformer train: it lacks optimizer" in err
+
+
+@pytest.mark.parametrize("command", ["eval", "energy"])
+@pytest.mark.parametrize("target, message", [("missing/report.json", "does not exist"),
+                                             (".", "is a folder")])
+def test_json_that_cannot_be_written_fails_before_any_work(trained, tmp_path, capsys, command,
+                                                           target, message):
+    argv = [command, "--checkpoint", str(trained / "checkpoint-last.pt"), "--json",
+            str(tmp_path / target), "--no-progress"]
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert out == ""  # nothing was measured
+
+
+def test_damaged_checkpoint_bytes_are_refused(trained, tmp_path, capsys):
+    data = bytearray((trained / "checkpoint-last.pt").read_bytes())
+    weight = torch.load(trained / "checkpoint-last.pt", weights_only=True)["model"]["head.weight"]
+    at = data.find(weight.numpy().tobytes()[:16])
+    data[at + 3] ^= 0x40  # one bit of one weight
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(bytes(data))
+    assert main(["eval", "--checkpoint", str(damaged), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "fails the CRC-32 check" in err and str(damaged) in err
+
+
+def test_mismatching_checkpoint_is_one_line(trained, capsys):
+    argv = ["eval", "--checkpoint", str(trained / "checkpoint-last.pt"), "--set",
+            "model_kwargs={embed_dims: 32}", "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "does not fit SpikingFormer: " in err and "wrong shape: " in err and "more" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_config_files_that_cannot_be_read_are_one_line(tmp_path, capsys):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("lr: [1,\n")
+    unreadable = tmp_path / "binary.yaml"
+    unreadable.write_bytes(b"\xff\xfe\x00")
+    for path, message in ((broken, "is not valid YAML"), (unreadable, "cannot read config")):
+        assert main(["train", "--config", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err

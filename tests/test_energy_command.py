@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from runs import tiny_run
 
 from models.app import cli
 from models.app.commands import energy as command
@@ -63,7 +64,7 @@ def test_unknown_model_lists_close_matches(capsys):
 def test_checkpoint_that_does_not_fit_gives_the_load_error(capsys, tmp_path):
     path = tmp_path / "other.pt"
     torch.save({"head.weight": torch.zeros(3, 7)}, path)
-    argv = ["--model", "maxformer_cifar", "--T", "1", "--checkpoint", str(path)]
+    argv = ["--model", "maxformer_cifar", "--T", "1", "--checkpoint", str(path), "--random-input"]
     assert energy_main(argv) == 2
     err = capsys.readouterr().err
     assert "does not fit" in err and "head.weight" in err and str(path) in err
@@ -98,3 +99,67 @@ def test_training_checkpoint_supplies_model_and_settings(tmp_path, capsys):
 def test_model_is_required_without_a_training_checkpoint(capsys):
     assert energy_main([]) == 2
     assert "--model is required" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def trained_checkpoint(tmp_path_factory):
+    return tiny_run(tmp_path_factory.mktemp("energy") / "run", batch_size=64) / \
+        "checkpoint-best.pt"
+
+
+def test_a_training_checkpoint_is_measured_on_its_own_dataset(trained_checkpoint, tmp_path,
+                                                              capsys):
+    out = tmp_path / "energy.json"
+    assert energy_main(["--checkpoint", str(trained_checkpoint), "--batch-size", "4",
+                        "--json", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "digits held-out images (images: 4)" in printed and "random" not in printed
+    report = json.loads(out.read_text())
+    assert report["input"] == "digits held-out images" and report["trained"] is True
+    assert energy_main(["--checkpoint", str(trained_checkpoint), "--random-input",
+                        "--json", str(out), "--no-progress"]) == 0
+    assert json.loads(out.read_text())["input"] == "random input"
+
+
+def test_trained_weights_without_a_dataset_ask_for_one(tmp_path, capsys):
+    weights = tmp_path / "published.pth"
+    torch.save({"state_dict": {}}, weights)
+    assert energy_main(["--model", "maxformer_cifar", "--checkpoint", str(weights)]) == 2
+    err = capsys.readouterr().err
+    assert "names no dataset: give --dataset" in err and "--random-input" in err
+
+
+def test_random_weights_are_said_in_the_table_and_the_json(tmp_path, capsys):
+    out = tmp_path / "energy.json"
+    argv = ["--model", "maxformer_cifar", "--T", "1", "--img-size", "8", "--json", str(out)]
+    assert energy_main(argv) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert "random weights (untrained" in table[0]
+    report = json.loads(out.read_text())
+    assert report["trained"] is False and report["weights"].startswith("random weights")
+
+
+def test_small_energies_are_shown_in_units_that_show_them(trained_checkpoint, capsys):
+    assert energy_main(["--checkpoint", str(trained_checkpoint), "--no-progress"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = next(line for line in lines if line.startswith("stage "))
+    total = next(line for line in lines if line.startswith("total"))
+    unit = header.split("energy (")[1].rstrip(")")
+    assert unit in ("uJ", "nJ", "pJ")  # a small model: far below a millijoule
+    assert 1.0 <= float(total.split()[-1]) < 1000.0
+
+
+@pytest.mark.parametrize("flag", ["--img-size", "--input-size"])
+def test_a_zero_image_size_is_refused(flag, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        energy_main(["--model", "maxformer_cifar", flag, "0"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "expected an integer >= 1, got 0" in err and len(err.strip().splitlines()) == 1
+
+
+def test_input_the_model_cannot_take_is_one_line(capsys):
+    assert energy_main(["--model", "maxformer_cifar", "--T", "1", "--img-size", "6"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot run on random input at img_size 6" in err and "stride 4" in err
+    assert len(err.strip().splitlines()) == 1

@@ -8,7 +8,7 @@ from models.app.config import build_config, read_recipe
 from models.app.errors import UserError
 from models.app.event_augment import affine, augment_clip, cutout, sample_frames
 from models.app.training.distributed import DistContext
-from models.app.training.engine import train_one_epoch
+from models.app.training.engine import TrainingState, TrainStep, train_one_epoch
 
 
 def dot_clip(row: int, col: int, steps: int = 3, size: int = 16) -> torch.Tensor:
@@ -84,8 +84,9 @@ def test_training_sees_t_train_frames():
     model = Probe()
     loader = [(torch.rand(2, 8, 2, 4, 4), torch.tensor([0, 2]))] * 3
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    train_one_epoch(model, loader, nn.CrossEntropyLoss(), optimizer,
-                    DistContext(0, 1, torch.device("cpu")), frames_per_clip=3)
+    state = TrainingState(model, optimizer, scheduler=None)
+    step = TrainStep(state, model, nn.CrossEntropyLoss(), frames_per_clip=3)
+    train_one_epoch(step, loader, DistContext(0, 1, torch.device("cpu")))
     assert seen == [3, 3, 3]
 
 

@@ -85,3 +85,44 @@ def test_a_reused_id_is_not_taken_for_a_marked_tensor():
         for _ in range(100):
             (torch.randn(64, 64) @ weight).sum().backward()
     assert {t.dtype for t in kept} == {torch.float32}
+
+
+class _SavedLayout(torch.autograd.Function):
+    """Identity that records the layout of the tensor autograd gives back to its backward."""
+
+    seen: list = []
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        _SavedLayout.seen.append((tuple(x.shape), x.stride(), x.storage_offset() % 64))
+        return grad
+
+
+def test_unpacked_spikes_keep_the_strides_and_alignment_of_the_saved_view():
+    """Spiking self-attention saves q and v as views with strides (512, 1, 64); backward must
+    get that layout back (a contiguous copy makes the matrix-product backward take another
+    path, and round differently on some CPUs)."""
+    spikes = (torch.rand(9, 8, 64) < 0.3).float().requires_grad_()
+    for view in (spikes.transpose(1, 2), spikes[1:].transpose(1, 2)):
+        assert view.stride() == (512, 1, 64)
+        packed = pack(view.detach())
+        restored = unpack(packed)
+        assert torch.equal(restored, view)
+        assert restored.stride() == view.stride()
+        assert restored.storage_offset() % 64 == view.storage_offset() % 64
+        _SavedLayout.seen.clear()
+        kept: list[torch.dtype] = []
+        with saved_tensors_hooks(lambda t, kept=kept: kept.append(t.dtype) or t, lambda t: t):
+            with compact_spikes():
+                marked = mark_spikes(spikes * 1.0)
+                piece = marked.transpose(1, 2) if view.storage_offset() == 0 else \
+                    marked[1:].transpose(1, 2)
+                _SavedLayout.apply(piece).sum().backward()
+        assert kept == [torch.uint8]  # it was packed
+        assert _SavedLayout.seen == [(tuple(view.shape), view.stride(), view.storage_offset() % 64)]

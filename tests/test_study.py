@@ -25,7 +25,7 @@ from models.app.study import (
     study_names,
     write_report,
 )
-from models.app.training.checkpointing import LAST, load_training_checkpoint
+from models.app.training.checkpointing import LAST, load_resume_point
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -128,7 +128,22 @@ def test_ctrl_c_stops_the_study_with_a_resumable_cell(straight, tmp_path):
         run_study(study, folder, log=lambda line: None)
     watcher.join()
     assert [cell_state(folder / c.folder) for c in study.cells] == ["partial"] + ["pending"] * 3
-    assert load_training_checkpoint(first / LAST)["epoch"] == 1
+    assert load_resume_point(first).epoch == 1
+
+
+def test_a_cell_killed_before_its_first_checkpoint_trains_again(straight, tmp_path):
+    spec, straight_folder = straight
+    study = read_study(str(spec))
+    study.cells[:] = study.cells[:1]
+    folder = tmp_path / "study"
+    first = folder / study.cells[0].folder
+    first.mkdir(parents=True)
+    (first / "config.yaml").write_text((straight_folder / study.cells[0].folder
+                                        / "config.yaml").read_text())
+    assert cell_state(first) == "pending"
+    run_study(study, folder, log=lambda line: None)
+    assert cell_state(first) == "done"
+    assert load_resume_point(first).epoch == 2
 
 
 def test_a_cell_is_an_ordinary_run_for_eval(straight, tmp_path, capsys):

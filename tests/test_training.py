@@ -1,55 +1,33 @@
 """Training runs: learning, run-folder files, exact resume, divergence, config handling."""
 
-import csv
 import json
 
 import pytest
 import torch
 import yaml
+from runs import TINY, rows, tiny, without_timings
 
 from models.app.cli import main
 from models.app.config import build_config, config_keys, read_recipe, recipe_names
 from models.app.datasets import DATASETS
 from models.app.errors import TrainingDiverged, UserError
 from models.app.modeling import model_for_config
-from models.app.training.checkpointing import LAST, load_training_checkpoint
+from models.app.training.checkpointing import LAST, load_resume_point
 from models.app.training.trainer import resume_config, train
 
-# a Max-Former small enough for the CPU tests: 8x8 digits, 16 channels, one time step
-TINY = {
-    "model_kwargs": {"embed_dims": 16},
-    "T": 1,
-    "img_size": 8,
-    "batch_size": 16,
-    "lr": 5e-3,
-    "warmup_epochs": 0,
-    "smoothing": 0.0,
-    "workers": 0,
-}
-
-
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def tiny(**kw):
-    return build_config(read_recipe("digits"), {**TINY, **kw})
-
-
-def rows(run_dir):
-    with open(run_dir / "metrics.csv", newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def test_short_default_run_learns_and_writes_run_folder(tmp_path):
     cfg = build_config(read_recipe("digits"), {"epochs": 4})  # the default, shortened
     result = train(cfg, output=tmp_path)
     names = {p.name for p in tmp_path.iterdir()}
-    assert names == {"config.yaml", "metrics.csv", "checkpoint-last.pt", "checkpoint-best.pt",
-                     "summary.json"}
+    assert names == {"config.yaml", "metrics.csv", "metrics.png", "checkpoint-last.pt",
+                     "checkpoint-best.pt", "summary.json", ".lock"}
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["final_acc1"] > 50.0  # chance is 10%
     losses = [float(r["train_loss"]) for r in rows(tmp_path)]
-    assert losses[-1] < 0.6 * losses[0]
+    assert losses[-1] < 0.7 * losses[0]
     assert {k: summary[k] for k in ("model", "dataset", "epochs")} == {
         "model": "maxformer_cifar", "dataset": "digits", "epochs": 4}
     assert summary["best_acc1"] == max(float(r["val_acc1"]) for r in rows(tmp_path))
@@ -65,14 +43,11 @@ def test_resume_equals_uninterrupted(tmp_path):
     straight = train(cfg, output=tmp_path / "straight")
     first = train(build_config(cfg.to_dict(), {"epochs": 1}), output=tmp_path / "resumed")
     assert first.summary["epochs"] == 1
-    ckpt = load_training_checkpoint(tmp_path / "resumed" / LAST)
-    resumed = train(resume_config(ckpt["config"], {"epochs": 2}), output=tmp_path / "resumed",
-                    checkpoint=ckpt)
+    point = load_resume_point(tmp_path / "resumed")
+    resumed = train(resume_config(point.checkpoint["config"], {"epochs": 2}), resume=point)
 
-    def strip(rs):
-        return [{k: v for k, v in r.items() if k != "epoch_seconds"} for r in rs]
-
-    assert strip(rows(tmp_path / "straight")) == strip(rows(tmp_path / "resumed"))
+    assert without_timings(rows(tmp_path / "straight")) == without_timings(
+        rows(tmp_path / "resumed"))
     for k, v in straight.model.state_dict().items():
         assert torch.equal(v, resumed.model.state_dict()[k]), k
     a = torch.load(tmp_path / "straight" / LAST, weights_only=True)
@@ -86,10 +61,12 @@ def test_resume_rejects_changed_recipe_keys():
         resume_config(tiny().to_dict(), {"lr": 1.0})
 
 
-def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+def test_overflowing_weights_stop_the_run_and_keep_the_last_good_checkpoint(tmp_path):
     # one warm-up epoch at a sane lr, then an absurd peak lr makes the weights overflow
     cfg = tiny(epochs=3, train_samples=160, warmup_epochs=1, warmup_lr=1e-3, lr=1e30)
-    with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf).*last good checkpoint"):
+    expected = r"weights became NaN or infinite .* of epoch 2.*last good checkpoint: .*" \
+        r"checkpoint-last.pt \(epoch 1\)"
+    with pytest.raises(TrainingDiverged, match=expected):
         train(cfg, output=tmp_path)
     ckpt = torch.load(tmp_path / LAST, weights_only=True)
     assert ckpt["epoch"] == 1
@@ -104,7 +81,8 @@ def test_non_finite_loss_on_the_command_line(tmp_path, capsys):
                    for a in ("--set", f"{k}={json.dumps(v)}")]])
     err = capsys.readouterr().err
     assert code == 2
-    assert "maxformer train: error: loss became" in err and "Traceback" not in err
+    assert "maxformer train: error: the weights became" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_config_keys_are_checked():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import NoReturn
 
 COMMANDS: dict[str, str] = {
     "train": "train a model (default: Max-Former on the digits)",
@@ -26,9 +27,17 @@ def command_module(name: str):
     return importlib.import_module(f"models.app.commands.{name}")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (``PROG: error: ...; see PROG --help``),
+    exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with one sub-parser per entry of :data:`COMMANDS`."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="maxformer",
         description="Train, evaluate and analyse the spiking networks of the Max-Former paper.",
     )
@@ -46,8 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(message: str) -> str:
+    """``message`` on one line: its lines joined with "; "."""
+    return "; ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``maxformer``; user errors print one line on stderr and exit with status 2."""
+    import torch
+
     from models.app.errors import RunInterrupted, UserError
     from models.checkpoint import CheckpointError
 
@@ -55,10 +71,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args._module.run(args)
     except RunInterrupted as err:
-        print(f"maxformer {args.command}: {err}", file=sys.stderr)
+        print(f"maxformer {args.command}: {one_line(str(err))}", file=sys.stderr)
         return err.exit_code
     except (UserError, CheckpointError) as err:
-        print(f"maxformer {args.command}: error: {err}", file=sys.stderr)
+        print(f"maxformer {args.command}: error: {one_line(str(err))}", file=sys.stderr)
+        return 2
+    except torch.cuda.OutOfMemoryError as err:
+        first = one_line(str(err)).split("; ")[0]
+        print(f"maxformer {args.command}: error: out of GPU memory ({first}); lower "
+              "--batch-size (or img_size, T)", file=sys.stderr)
         return 2
 
 

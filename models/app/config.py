@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
+import math
 import types
 import typing
 from collections.abc import Callable
@@ -16,12 +18,45 @@ import yaml
 from models.app.bands import DEFAULT_BAND, check_band
 from models.app.datasets import DATASETS, EVENT_DATASETS
 from models.app.errors import UserError
+from models.app.files import atomic_write_text, named_yaml, read_yaml_mapping, shipped_names
 from models.app.options import add_options, config_overrides
 from models.layers import NEURONS
 from models.neurons import BACKENDS
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 AMP_MODES = ("auto", "off", "bf16", "fp16")
+CHOICES: dict[str, tuple[str, ...]] = {
+    "sched": ("cosine", "tanh", "step", "multistep", "poly", "constant"),
+    "interpolation": ("bilinear", "bicubic", "nearest", "box", "hamming", "lanczos"),
+    "remode": ("const", "rand", "pixel"),
+    "mixup_mode": ("batch", "pair", "elem"),
+}
+"""The valid values of keys that name one of a few choices (``opt``: timm's optimizers)."""
+RANGES: dict[str, tuple[float, float, str]] = {
+    "lr": (0.0, math.inf, "()"),
+    "min_lr": (0.0, math.inf, "[)"),
+    "warmup_lr": (0.0, math.inf, "[)"),
+    "weight_decay": (0.0, math.inf, "[)"),
+    "smoothing": (0.0, 1.0, "[)"),
+    "mixup": (0.0, math.inf, "[)"),
+    "cutmix": (0.0, math.inf, "[)"),
+    "mixup_prob": (0.0, 1.0, "[]"),
+    "mixup_switch_prob": (0.0, 1.0, "[]"),
+    "hflip": (0.0, 1.0, "[]"),
+    "reprob": (0.0, 1.0, "[]"),
+    "color_jitter": (0.0, math.inf, "[)"),
+    "crop_pct": (0.0, math.inf, "()"),
+    "ema_decay": (0.0, 1.0, "()"),
+    "clip_grad": (0.0, math.inf, "()"),
+    "warmup_epochs": (0, math.inf, "[)"),
+    "cooldown_epochs": (0, math.inf, "[)"),
+    "mixup_off_epoch": (0, math.inf, "[)"),
+    "workers": (0, math.inf, "[)"),
+    "seed": (0, 2**31 - 1, "[]"),
+    "train_samples": (1, math.inf, "[)"),
+    "num_classes": (1, math.inf, "[)"),
+}
+"""Numeric keys and their valid range ``(low, high, brackets)``; null keys are not checked."""
 
 
 @dataclass
@@ -118,10 +153,59 @@ class TrainConfig:
         if self.T_train is not None:
             if not 1 <= self.T_train <= (self.T or 0):
                 raise UserError(f"T_train must be between 1 and T ({self.T}), got {self.T_train}")
+        check_values(self)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-container copy, as saved in ``config.yaml`` and in checkpoints."""
         return dataclasses.asdict(self)
+
+
+def _in_range(value: float, low: float, high: float, brackets: str) -> bool:
+    above = value >= low if brackets[0] == "[" else value > low
+    below = value <= high if brackets[1] == "]" else value < high
+    return above and below
+
+
+def _number(x: float) -> str:
+    return str(int(x)) if math.isfinite(x) and x == int(x) else f"{x:g}"
+
+
+def _choose(key: str, value: str, valid: list[str] | tuple[str, ...]) -> None:
+    if value not in valid:
+        close = difflib.get_close_matches(value, valid, n=3)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise UserError(f"unknown {key} {value!r}; {hint}choose one of {', '.join(valid)}")
+
+
+def check_values(cfg: TrainConfig) -> None:
+    """Raise a :class:`UserError` for a value outside its key's choices or range."""
+    from timm.optim import list_optimizers
+
+    _choose("opt", cfg.opt.lower().removeprefix("lookahead_"), list_optimizers())
+    for key, valid in CHOICES.items():
+        _choose(key, getattr(cfg, key), valid)
+    for key, (low, high, brackets) in RANGES.items():
+        value = getattr(cfg, key)
+        if value is not None and not _in_range(value, low, high, brackets):
+            interval = f"{brackets[0]}{_number(low)}, {_number(high)}{brackets[1]}"
+            raise UserError(f"{key} must be in {interval}, got {value}")
+    for key, low_high in (("scale", (0.0, 1.0)), ("ratio", (0.0, math.inf))):
+        pair = getattr(cfg, key)
+        if len(pair) != 2 or not low_high[0] < pair[0] <= pair[1] <= low_high[1]:
+            raise UserError(
+                f"{key} must be [low, high] with {low_high[0]:g} < low <= high <= "
+                f"{low_high[1]:g}, got {pair}"
+            )
+    in_chans = DATASETS[cfg.dataset].in_chans
+    for key in ("mean", "std"):
+        values = getattr(cfg, key)
+        if values is not None and len(values) not in (1, in_chans):
+            raise UserError(
+                f"{key} needs one value for all channels or one per input channel of "
+                f"{cfg.dataset} ({in_chans}), got {values}"
+            )
+    if cfg.std is not None and min(cfg.std) <= 0:
+        raise UserError(f"std must be positive, got {cfg.std}")
 
 
 def config_keys() -> list[str]:
@@ -131,20 +215,7 @@ def config_keys() -> list[str]:
 
 def recipe_names() -> list[str]:
     """Names of the recipes shipped in ``models/app/configs``."""
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-
-
-def _recipe_path(name_or_path: str) -> Path:
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
-        return path
-    shipped = CONFIG_DIR / f"{name_or_path}.yaml"
-    if shipped.is_file():
-        return shipped
-    raise UserError(
-        f"no config {name_or_path!r}: not a YAML file and not a shipped recipe "
-        f"({', '.join(recipe_names())})"
-    )
+    return shipped_names(CONFIG_DIR)
 
 
 def _check_keys(values: dict[str, Any], origin: str) -> None:
@@ -158,13 +229,8 @@ def _check_keys(values: dict[str, Any], origin: str) -> None:
 
 def read_recipe(name_or_path: str) -> dict[str, Any]:
     """Read a recipe (shipped name or YAML path) into a dict of validated keys."""
-    path = _recipe_path(name_or_path)
-    try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise UserError(f"config {path} is not valid YAML: {err}") from err
-    if not isinstance(values, dict):
-        raise UserError(f"config {path} must be a mapping of keys to values")
+    path = named_yaml(name_or_path, CONFIG_DIR, "config")
+    values = read_yaml_mapping(path, "config")
     _check_keys(values, str(path))
     return values
 
@@ -181,12 +247,27 @@ def _coerce(name: str, value: Any) -> Any:
     for kind in allowed:
         base = typing.get_origin(kind) or kind
         if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise UserError(f"config key {name} must be a finite number, got {value}")
             return float(value)
         if base is int and isinstance(value, int) and not isinstance(value, bool):
             return value
-        if base in (str, bool, list, dict) and isinstance(value, base):
+        if base is list and isinstance(value, list):
+            (item,) = typing.get_args(kind)
+            return [_coerce_item(name, item, v) for v in value]
+        if base in (str, bool, dict) and isinstance(value, base):
             return value
     raise UserError(f"config key {name} expects {hint}, got {value!r}")
+
+
+def _coerce_item(name: str, kind: type, value: Any) -> Any:
+    """One element of a list-valued key (numbers: finite floats)."""
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if math.isfinite(value):
+            return float(value)
+    elif isinstance(value, kind):
+        return value
+    raise UserError(f"config key {name} expects a list of finite {kind.__name__}s, got {value!r}")
 
 
 def _misread_mapping(value: Any) -> str | None:
@@ -240,9 +321,24 @@ def build_config(base: dict[str, Any], overrides: dict[str, Any]) -> TrainConfig
     return TrainConfig(**{k: _coerce(k, v) for k, v in merged.items()})
 
 
+def check_saved_config(saved: Any, origin: str) -> dict[str, Any]:
+    """The config a checkpoint saved, checked: a mapping with every key of :class:`TrainConfig`
+    (a missing key would silently take its default, say another model or dataset)."""
+    if not isinstance(saved, dict):
+        raise UserError(f"{origin} holds no training config (a mapping under 'config')")
+    missing = [key for key in config_keys() if key not in saved]
+    if missing:
+        raise UserError(
+            f"the config saved in {origin} lacks {', '.join(missing)}: it was not written by "
+            "this version of maxformer train"
+        )
+    _check_keys(saved, origin)
+    return saved
+
+
 def save_config(cfg: TrainConfig, path: Path) -> None:
-    """Write the resolved configuration as YAML."""
-    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    """Write the resolved configuration as YAML (whole or not at all)."""
+    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
 def add_config_arguments(

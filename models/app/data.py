@@ -5,17 +5,19 @@ Images come out as ``[B, C, H, W]`` float tensors, event frames as ``[B, T, 2, H
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import math
 import pickle
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageOps
 from timm.data import create_transform
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision.datasets import CIFAR10, CIFAR100, DatasetFolder, FakeData, ImageFolder
@@ -111,23 +113,54 @@ class FrameTransform:
         return augment_clip(frames) if self.augment else frames
 
 
+def posterize(image: Image.Image, bits_to_keep: int, **_) -> Image.Image:
+    """timm's posterize, also when it keeps 0 bits (a black image), which Pillow 10 and later
+    refuse: timm's increasing posterize keeps 0 bits at magnitude 10, which RandAugment with
+    ``mstd`` reaches now and then (the CIFAR recipe's ``rand-m9-n1-mstd0.4-inc1``)."""
+    if bits_to_keep >= 8:
+        return image
+    if bits_to_keep < 1:
+        return Image.new(image.mode, image.size)
+    return ImageOps.posterize(image, bits_to_keep)
+
+
+def _with_safe_posterize(transform):
+    """``transform`` with every posterize operation of its auto-augmentation (RandAugment,
+    AugMix, AutoAugment policies) done by :func:`posterize`."""
+    for step in getattr(transform, "transforms", ()):
+        operations = list(getattr(step, "ops", ()))
+        operations += [op for sub_policy in getattr(step, "policy", ()) for op in sub_policy]
+        for op in operations:
+            if getattr(op, "name", "").startswith("Posterize"):
+                op.aug_fn = posterize
+    return transform
+
+
 def image_transform(cfg: TrainConfig, info: DatasetInfo, train: bool):
     """timm's train/eval transform for ``cfg`` (RandAugment ``cfg.aa``, random erasing, ...)."""
-    return create_transform(
-        input_size=(info.in_chans, cfg.img_size, cfg.img_size),
-        is_training=train,
-        scale=tuple(cfg.scale),
-        ratio=tuple(cfg.ratio),
-        hflip=cfg.hflip,
-        color_jitter=cfg.color_jitter,
-        auto_augment=cfg.aa,
-        interpolation=cfg.interpolation,
-        mean=info.mean,
-        std=info.std,
-        re_prob=cfg.reprob,
-        re_mode=cfg.remode,
-        crop_pct=cfg.crop_pct,
-    )
+    try:
+        transform = create_transform(
+            input_size=(info.in_chans, cfg.img_size, cfg.img_size),
+            is_training=train,
+            scale=tuple(cfg.scale),
+            ratio=tuple(cfg.ratio),
+            hflip=cfg.hflip,
+            color_jitter=cfg.color_jitter,
+            auto_augment=cfg.aa,
+            interpolation=cfg.interpolation,
+            mean=info.mean,
+            std=info.std,
+            re_prob=cfg.reprob,
+            re_mode=cfg.remode,
+            crop_pct=cfg.crop_pct,
+        )
+    except (AssertionError, KeyError, ValueError) as err:
+        raise UserError(
+            f"timm cannot build the {'training' if train else 'evaluation'} transform of this "
+            f"config (aa {cfg.aa!r}; valid aa: a timm policy such as rand-m9-n1-mstd0.4-inc1, "
+            f"augmix-m5-w4-d2, original, v0, 3a): {err}"
+        ) from err
+    return _with_safe_posterize(transform)
 
 
 def _data_dir(cfg: TrainConfig) -> Path:
@@ -297,33 +330,84 @@ def build_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset, DatasetInfo]:
     return train_set, val_set, info
 
 
-class EpochSampler(DistributedSampler):
-    """``DistributedSampler`` that can begin an epoch after its first ``start`` samples.
+@contextlib.contextmanager
+def kept_random_state() -> Iterator[None]:
+    """Inside, python's ``random``, numpy's global generator and torch's CPU generator may be
+    reseeded; outside, their states are as before."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
 
-    Used to resume an interrupted epoch without loading the batches already trained.
+
+def seed_sample(seed: int, epoch: int, index: int) -> None:
+    """Seed python's ``random`` by ``(seed, epoch, index)``, and numpy's and torch's CPU
+    generators from it."""
+    random.seed((seed << 64) | (epoch << 32) | index)
+    np.random.seed(random.getrandbits(32))
+    torch.default_generator.manual_seed(random.getrandbits(64))
+
+
+class SeededSamples(Dataset):
+    """``dataset`` read by ``(epoch, index)`` keys: the random augmentation of sample ``index``
+    in ``epoch`` draws from generators seeded by ``(seed, epoch, index)`` alone.
+
+    So an item is the same whatever was read before it, in this process or in a loader
+    worker: an epoch resumed in its middle sees the very batches of an uninterrupted run, and
+    reading data never moves the training loop's own random state.
     """
+
+    def __init__(self, dataset: Dataset, seed: int) -> None:
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
+        return self.__getitems__([key])[0]
+
+    def __getitems__(self, keys: list[tuple[int, int]]) -> list:
+        """A batch of items (what the loader asks for), the random states kept once."""
+        items = []
+        with kept_random_state():
+            for epoch, index in keys:
+                seed_sample(self.seed, epoch, index)
+                items.append(self.dataset[index])
+        return items
+
+
+class EpochSampler(DistributedSampler):
+    """This rank's shuffled share of an epoch as ``(epoch, index)`` keys of
+    :class:`SeededSamples`, beginning after its first ``start`` samples (to resume an
+    interrupted epoch without loading the batches already trained)."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.start = 0
 
     def __iter__(self):
-        return itertools.islice(super().__iter__(), self.start, None)
+        indices = itertools.islice(super().__iter__(), self.start, None)
+        return ((self.epoch, index) for index in indices)
 
     def __len__(self) -> int:
         return super().__len__() - self.start
 
 
-def _seed_worker(worker_id: int) -> None:
-    """Give numpy in each loader worker its own seed, derived from torch's worker seed."""
-    np.random.seed(torch.initial_seed() % 2**32)
+def _loader_generator(seed: int) -> torch.Generator:
+    """The generator a loader draws its workers' base seed from (not torch's global one)."""
+    return torch.Generator().manual_seed(seed)
 
 
 def train_loader(dataset: Dataset, cfg: TrainConfig, ctx: DistContext) -> DataLoader:
     """Shuffled loader over this rank's shard; set ``loader.sampler.set_epoch(e)`` per epoch.
 
-    The order depends only on ``cfg.seed`` and the epoch, so a resumed run sees the same
-    batches. ``batch_size`` is per process; the last incomplete batch is dropped.
+    The order depends only on ``cfg.seed`` and the epoch, and each sample's augmentation only
+    on ``cfg.seed``, the epoch and the sample (:class:`SeededSamples`), so a run resumed
+    anywhere sees the same batches. ``batch_size`` is per process; the last incomplete batch
+    is dropped.
     """
     sampler = EpochSampler(
         dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=cfg.seed
@@ -334,14 +418,14 @@ def train_loader(dataset: Dataset, cfg: TrainConfig, ctx: DistContext) -> DataLo
             f"batch_size {cfg.batch_size}"
         )
     return DataLoader(
-        dataset,
+        SeededSamples(dataset, cfg.seed),
         batch_size=cfg.batch_size,
         sampler=sampler,
         num_workers=cfg.workers,
-        worker_init_fn=_seed_worker,
         pin_memory=ctx.device.type == "cuda",
         drop_last=True,
         persistent_workers=cfg.workers > 0,
+        generator=_loader_generator(cfg.seed),
     )
 
 
@@ -358,4 +442,5 @@ def eval_loader(dataset: Dataset, batch_size: int, workers: int, ctx: DistContex
         shuffle=False,
         num_workers=workers,
         pin_memory=ctx.device.type == "cuda",
+        generator=_loader_generator(0),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import inspect
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,17 @@ import torch.nn as nn
 from models.app.config import TrainConfig
 from models.app.datasets import DatasetInfo
 from models.app.errors import UserError
-from models.checkpoint import CheckpointError, load_checkpoint
+from models.checkpoint import (
+    CheckpointError,
+    describe_mismatch,
+    load_checkpoint,
+    non_finite_tensors,
+    unwrap_state_dict,
+)
 from models.zoo import SpikingBackbone, zoo_model_names
+
+LISTED_KEYS = 5
+"""How many keys an error names before it says how many more there are."""
 
 
 def check_model_name(name: str) -> None:
@@ -52,7 +62,9 @@ def create_model(
     if not ours and neuron != "lif":
         raise UserError(f"neuron {neuron!r} applies to the zoo's models only, not to {name}")
     kwargs = {"neuron": neuron, "lif_backend": lif_backend} if ours else {}
-    kwargs.update(model_kwargs or {})
+    if model_kwargs:
+        check_model_kwargs(name, model_kwargs)
+        kwargs.update(model_kwargs)
     for key, value in (("num_classes", num_classes), ("in_chans", in_chans), ("T", T)):
         if value is not None:
             kwargs[key] = value
@@ -63,6 +75,39 @@ def create_model(
             f"cannot build {name} with {kwargs}: {err} (set T: null for a non-spiking model; "
             "check model_kwargs)"
         ) from err
+
+
+def constructor_arguments(name: str) -> tuple[str, list[str]]:
+    """The class that ``timm.create_model(name)`` builds and the keyword arguments its
+    constructor names (through base classes where one passes ``**kwargs`` on)."""
+    with torch.device("meta"):  # shapes only: no memory, no weights read
+        cls = type(timm.create_model(name))
+    names: list[str] = []
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass) or klass is nn.Module:
+            continue
+        parameters = list(inspect.signature(klass.__init__).parameters.values())[1:]
+        names += [p.name for p in parameters if p.kind in (p.KEYWORD_ONLY,
+                                                            p.POSITIONAL_OR_KEYWORD)]
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            break
+    return cls.__name__, list(dict.fromkeys(names))
+
+
+def check_model_kwargs(name: str, model_kwargs: Mapping[str, Any]) -> None:
+    """Raise a :class:`UserError` unless every key of ``model_kwargs`` is an argument of the
+    model's own constructor: keys of timm's factory (``checkpoint_path``, ``pretrained``,
+    ``pretrained_cfg_overlay``, ...) would make it read other files."""
+    if not isinstance(model_kwargs, Mapping):
+        raise UserError(f"model_kwargs must be a mapping of argument names to values, "
+                        f"got {model_kwargs!r}")
+    cls, valid = constructor_arguments(name)
+    unknown = [key for key in model_kwargs if key not in valid]
+    if unknown:
+        raise UserError(
+            f"model_kwargs {', '.join(map(str, unknown))} not arguments of {cls} ({name}); "
+            f"its arguments: {', '.join(valid)}"
+        )
 
 
 def model_for_config(cfg: TrainConfig, info: DatasetInfo) -> nn.Module:
@@ -77,13 +122,55 @@ def model_for_config(cfg: TrainConfig, info: DatasetInfo) -> nn.Module:
     return model
 
 
+def _listed(keys: list[str]) -> str:
+    more = f", and {len(keys) - LISTED_KEYS} more" if len(keys) > LISTED_KEYS else ""
+    return ", ".join(keys[:LISTED_KEYS]) + more
+
+
 def load_weights(model: nn.Module, checkpoint: Mapping[str, Any], path: Path) -> None:
     """``models.load_checkpoint(model, checkpoint, strict=True)`` for ``checkpoint`` read from
-    ``path``, whose name any mismatch error starts with."""
+    ``path``; a mismatch, or weights holding NaN or infinity, is a one-line
+    :class:`CheckpointError` that starts with ``path``."""
     try:
-        load_checkpoint(model, checkpoint, strict=True)
+        state_dict = unwrap_state_dict(checkpoint)
     except CheckpointError as err:
         raise CheckpointError(f"{path}: {err}") from err
+    missing, unexpected, wrong_shape = describe_mismatch(state_dict, model)
+    problems = [(label, keys) for label, keys in (
+        ("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)) if keys]
+    if problems:
+        listed = "; ".join(f"{len(keys)} {label}: {_listed(keys)}" for label, keys in problems)
+        raise CheckpointError(f"{path} does not fit {type(model).__name__}: {listed}")
+    bad = non_finite_tensors(state_dict)
+    if bad:
+        raise CheckpointError(
+            f"{path} holds non-finite weights (NaN or infinity in {_listed(bad)}); it is not a "
+            "usable checkpoint (a diverged run?)"
+        )
+    load_checkpoint(model, state_dict, strict=True)
+
+
+def check_input(model: nn.Module, sample: torch.Tensor, what: str) -> None:
+    """Run ``model`` once on one sample ``[C, H, W]`` (or frames ``[T, C, H, W]``) of the data,
+    in eval mode without gradients, so that input the model cannot take (a size, channels or
+    time steps it refuses, a backend that cannot run here) is a one-line :class:`UserError`
+    before any work. ``what`` describes the input (dataset and size)."""
+    was_training = model.training
+    device = next(model.parameters()).device
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(sample.unsqueeze(0).to(device))
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except (ValueError, RuntimeError) as err:
+        problem = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UserError(
+            f"{type(model).__name__} cannot run on {what} (one sample: {tuple(sample.shape)}): "
+            f"{problem}"
+        ) from err
+    finally:
+        model.train(was_training)
 
 
 def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:

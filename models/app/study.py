@@ -32,7 +32,6 @@ import io
 import itertools
 import json
 import math
-import os
 import re
 import signal
 from collections.abc import Callable, Iterator
@@ -47,10 +46,18 @@ import yaml
 from models.app.config import TrainConfig, build_config, read_recipe
 from models.app.datasets import DATASETS
 from models.app.errors import RunInterrupted, UserError
+from models.app.files import (
+    atomic_write,
+    atomic_write_text,
+    named_yaml,
+    read_yaml_mapping,
+    shipped_names,
+)
+from models.app.training.trainer import RESUMABLE_CHANGES
 
 STUDY_DIR = Path(__file__).resolve().parent / "studies"
 STUDY_KEYS = ("description", "base", "set", "variants", "seeds", "measure_images")
-MACHINE_KEYS = ("data_dir", "download", "workers")
+MACHINE_KEYS = tuple(key for key in RESUMABLE_CHANGES if key != "epochs")
 """Config keys a cell may change when it resumes (where the data is, how it is read)."""
 CELL_JSON = "cell.json"
 LOCK_FILE = ".study-lock"
@@ -112,31 +119,12 @@ def slug(text: str) -> str:
 
 def study_names() -> list[str]:
     """Names of the studies shipped in ``models/app/studies``."""
-    return sorted(p.stem for p in STUDY_DIR.glob("*.yaml"))
-
-
-def _study_path(name_or_path: str) -> Path:
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
-        return path
-    shipped = STUDY_DIR / f"{name_or_path}.yaml"
-    if shipped.is_file():
-        return shipped
-    raise UserError(
-        f"no study {name_or_path!r}: not a YAML file and not a shipped study "
-        f"({', '.join(study_names())})"
-    )
+    return shipped_names(STUDY_DIR)
 
 
 def _load_spec(name_or_path: str) -> tuple[Path, dict[str, Any]]:
-    path = _study_path(name_or_path)
-    try:
-        spec = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        problem = " ".join(str(err).split())
-        raise UserError(f"study {path} is not valid YAML: {problem}") from err
-    if not isinstance(spec, dict):
-        raise UserError(f"study {path} must be a mapping with keys {', '.join(STUDY_KEYS)}")
+    path = named_yaml(name_or_path, STUDY_DIR, "study")
+    spec = read_yaml_mapping(path, "study")
     unknown = sorted(set(spec) - set(STUDY_KEYS))
     if unknown:
         raise UserError(
@@ -279,21 +267,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def atomic_write(path: Path, data: bytes | str) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then ``os.replace`` it."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def cell_state(folder: Path) -> str:
     """``pending`` (nothing saved), ``partial`` (a resumable checkpoint), ``trained``
     (training finished) or ``done`` (measured: ``cell.json``)."""
@@ -399,25 +372,20 @@ def _progress(cells: list[Cell], cell: Cell, text: str, log: Callable[[str], Non
 
 def _run_cell(study: Study, cell: Cell, folder: Path, progress: bool, device: str,
               log: Callable[[str], None]) -> None:
-    from models.app.training.checkpointing import LAST, load_training_checkpoint
-    from models.app.training.trainer import resume_config, train
+    from models.app.training.checkpointing import load_resume_point, position
+    from models.app.training.trainer import train
 
     state = cell_state(folder)
     if state in ("pending", "partial"):
-        checkpoint, cfg = None, cell.config
         if state == "partial":
-            checkpoint = load_training_checkpoint(folder / LAST)
-            machine = {k: getattr(cell.config, k) for k in MACHINE_KEYS}
-            cfg = resume_config(checkpoint["config"], machine)
-            done = f"epoch {checkpoint['epoch']}"
-            if checkpoint.get("batches_done"):
-                done += f" and {checkpoint['batches_done']} batches"
+            point = load_resume_point(folder)
+            done = position(point.epoch, point.batches)
             _progress(study.cells, cell, f"resuming after {done} ({folder})", log)
         else:
             _progress(study.cells, cell, f"training ({folder})", log)
-        train(cfg, output=folder, checkpoint=checkpoint, progress=progress, device=device)
+        train(cell.config, output=folder, progress=progress, device=device, restart=True)
     measures = measure_cell(cell, folder, study.measure_images, device)
-    atomic_write(folder / CELL_JSON, json.dumps(measures, indent=2) + "\n")
+    atomic_write_text(folder / CELL_JSON, json.dumps(measures, indent=2) + "\n")
     _progress(
         study.cells, cell,
         f"top-1 {measures['top1']:.2f}%, {measures['energy_mj']:.3g} mJ per image, "
@@ -442,7 +410,7 @@ def run_study(
     for cell in study.cells:
         _check_saved_config(cell, root / cell.folder)
     root.mkdir(parents=True, exist_ok=True)
-    atomic_write(root / "study.yaml", yaml.safe_dump(study_record(study), sort_keys=False))
+    atomic_write_text(root / "study.yaml", yaml.safe_dump(study_record(study), sort_keys=False))
     try:
         for cell in mine:
             folder = root / cell.folder
@@ -482,7 +450,7 @@ def study_record(study: Study) -> dict[str, Any]:
 def collect(study: Study, root: Path, device: str = "auto") -> list[dict[str, Any]]:
     """One row per cell: its state, and its measures when trained (a trained cell without
     ``cell.json`` is measured now, unless another process holds it)."""
-    from models.app.training.checkpointing import LAST, load_training_checkpoint
+    from models.app.training.checkpointing import load_resume_point
 
     rows = []
     for cell in study.cells:
@@ -492,7 +460,7 @@ def collect(study: Study, root: Path, device: str = "auto") -> list[dict[str, An
             with cell_lock(folder) as held:
                 if held:
                     measures = measure_cell(cell, folder, study.measure_images, device)
-                    atomic_write(folder / CELL_JSON, json.dumps(measures, indent=2) + "\n")
+                    atomic_write_text(folder / CELL_JSON, json.dumps(measures, indent=2) + "\n")
                     state = "done"
         row: dict[str, Any] = {"cell": cell.index + 1, "variant": cell.variant.name,
                                **cell.variant.labels, "seed": cell.seed, "state": state,
@@ -502,7 +470,7 @@ def collect(study: Study, root: Path, device: str = "auto") -> list[dict[str, An
             row["epochs_done"] = cell.config.epochs
             row.update({k: v for k, v in measures.items() if k not in row})
         elif state == "partial":
-            row["epochs_done"] = load_training_checkpoint(folder / LAST)["epoch"]
+            row["epochs_done"] = load_resume_point(folder).epoch
         else:
             row["epochs_done"] = 0
         row["folder"] = str(cell.folder)
@@ -690,7 +658,8 @@ def write_report(study: Study, root: Path, device: str = "auto") -> list[Path]:
     writer.writeheader()
     writer.writerows(rows)
     paths = [root / "study.csv", root / "study.md", root / "study.png"]
-    atomic_write(paths[0], text.getvalue())
-    atomic_write(paths[1], markdown(study, rows) + "\n")
-    atomic_write(paths[2], figure(study, rows))
+    atomic_write_text(paths[0], text.getvalue())
+    atomic_write_text(paths[1], markdown(study, rows) + "\n")
+    png = figure(study, rows)
+    atomic_write(paths[2], lambda f: f.write(png))
     return paths

@@ -191,31 +191,63 @@ class EnergyReport:
             "neurons": [asdict(neuron) for neuron in self.neurons],
         }
 
-    def table(self) -> str:
-        """Per-stage table in the paper's form: each stage's parts, then the total, in mJ."""
+    def table(self, title: str = "") -> str:
+        """Per-stage table in the paper's form: each stage's parts, then the total. Counts and
+        energies are shown in the units (G/M/K, mJ/uJ/nJ/pJ) that show the largest figure of
+        their column with an integer part; ``title`` is the table's first line."""
+        parts = self.parts()
+        count_units = {
+            name: _unit(max([getattr(p, name) for p in parts] + [getattr(self, name)]),
+                        COUNT_UNITS)
+            for name in ("flops", "macs", "sops")
+        }
+        energy_unit = _unit(max([p.energy_mj for p in parts] + [self.energy_mj]), ENERGY_UNITS)
+        ann_unit = _unit(self.ann_energy_mj, ENERGY_UNITS)
+
+        def count(name: str, value: float) -> str:
+            return f"{value / count_units[name][1]:>10.2f}"
+
+        def energy(value: float) -> str:
+            return f"{value / energy_unit[1]:>12.4f}"
+
         header = (
-            f"{'stage':<11} {'part':<16} {'FLOPs (M)':>10} {'MACs (M)':>10} {'SOPs (M)':>10} "
-            f"{'in. rate':>8} {'energy (mJ)':>12}"
+            f"{'stage':<11} {'part':<16} {'FLOPs (' + count_units['flops'][0] + ')':>10} "
+            f"{'MACs (' + count_units['macs'][0] + ')':>10} "
+            f"{'SOPs (' + count_units['sops'][0] + ')':>10} {'in. rate':>8} "
+            f"{'energy (' + energy_unit[0] + ')':>12}"
         )
-        lines = [header, "-" * len(header)]
+        lines = [title] if title else []
+        lines += [header, "-" * len(header)]
         previous = None
-        for p in self.parts():
+        for p in parts:
             rate = "-" if p.input_rate is None else f"{p.input_rate:.4f}"
             stage = "" if p.stage == previous else p.stage
             previous = p.stage
             lines.append(
-                f"{stage:<11} {p.part:<16} {p.flops / 1e6:>10.2f} {p.macs / 1e6:>10.2f} "
-                f"{p.sops / 1e6:>10.2f} {rate:>8} {p.energy_mj:>12.4f}"
+                f"{stage:<11} {p.part:<16} {count('flops', p.flops)} {count('macs', p.macs)} "
+                f"{count('sops', p.sops)} {rate:>8} {energy(p.energy_mj)}"
             )
         lines.append("-" * len(header))
         lines.append(
-            f"{'total':<28} {self.flops / 1e6:>10.2f} {self.macs / 1e6:>10.2f} "
-            f"{self.sops / 1e6:>10.2f} {'':>8} {self.energy_mj:>12.4f}"
+            f"{'total':<28} {count('flops', self.flops)} {count('macs', self.macs)} "
+            f"{count('sops', self.sops)} {'':>8} {energy(self.energy_mj)}"
         )
+        flops_unit, flops_scale = count_units["flops"]
         lines.append(
-            f"ANN counterpart (4.6 pJ x {self.flops / 1e6:.2f} M FLOPs, run once): "
-            f"{self.ann_energy_mj:.4f} mJ"
+            f"ANN counterpart ({E_MAC_PJ} pJ x {self.flops / flops_scale:.2f} {flops_unit} "
+            f"FLOPs, run once): {self.ann_energy_mj / ann_unit[1]:.4f} {ann_unit[0]}"
         )
         rates = ", ".join(f"{s} {r:.4f}" for s, r in self.stage_firing_rates().items())
         lines.append(f"firing rates: {rates}")
         return "\n".join(lines)
+
+
+COUNT_UNITS = (("G", 1e9), ("M", 1e6), ("K", 1e3))
+"""Units of operation counts, largest first."""
+ENERGY_UNITS = (("mJ", 1.0), ("uJ", 1e-3), ("nJ", 1e-6), ("pJ", 1e-9))
+"""Units of energy relative to a millijoule, largest first."""
+
+
+def _unit(largest: float, units: tuple[tuple[str, float], ...]) -> tuple[str, float]:
+    """The largest of ``units`` in which ``largest`` is at least 1 (else the smallest)."""
+    return next(((name, scale) for name, scale in units if largest >= scale), units[-1])

@@ -35,16 +35,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build the model and held-out data, load the weights, evaluate, print the metrics."""
+    from models.app.config import check_saved_config
     from models.app.data import build_datasets, eval_loader
     from models.app.errors import UserError
-    from models.app.modeling import amp_dtype, load_weights, model_for_config
+    from models.app.files import atomic_write_text, check_writable
+    from models.app.modeling import amp_dtype, check_input, load_weights, model_for_config
     from models.app.training import distributed
     from models.app.training.engine import evaluate
     from models.checkpoint import read_checkpoint
 
+    if args.json is not None:
+        check_writable(args.json)
     checkpoint = read_checkpoint(args.checkpoint)
     saved = checkpoint.get("config")
-    cfg = config_from_args(args, base=saved if isinstance(saved, dict) else None)
+    if saved is not None:
+        saved = check_saved_config(saved, str(args.checkpoint))
+    cfg = config_from_args(args, base=saved)
     weights = checkpoint
     if args.ema:
         if not checkpoint.get("ema"):
@@ -56,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         model = model_for_config(cfg, info)
         load_weights(model, weights, args.checkpoint)
         model.to(ctx.device)
+        check_input(model, val_set[0][0], f"{cfg.dataset} at img_size {cfg.img_size}")
         loader = eval_loader(val_set, cfg.batch_size, cfg.workers, ctx)
         metrics = evaluate(model, loader, ctx, amp_dtype=amp_dtype(cfg.amp, ctx.device),
                            progress=ctx.is_main and show_progress(args))
@@ -68,6 +75,6 @@ def run(args: argparse.Namespace) -> int:
             f"loss {metrics['loss']:.4f}  {metrics['images_per_sec']:.1f} images/s"
         )
         if args.json:
-            args.json.write_text(json.dumps({"model": cfg.model, "dataset": cfg.dataset,
-                                             **metrics}, indent=2) + "\n")
+            report = {"model": cfg.model, "dataset": cfg.dataset, **metrics}
+            atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
     return 0

@@ -5,11 +5,16 @@ Examples:
   maxformer train --config cifar10 --data-dir ~/data --download
   maxformer train --config cifar10 --epochs 3 --set aa=null --set mixup=0
   maxformer train --set neuron=relu                 # the ANN twin of the same network
+  maxformer train --log tensorboard                 # also TensorBoard scalars in RUN/tensorboard
   maxformer train --resume runs/maxformer_cifar-digits-20250101-120000
   torchrun --nproc_per_node 8 -m models.app train --config imagenet_10_384_t4 --data-dir /imagenet
 
-A run folder (--output) receives config.yaml, metrics.csv, checkpoint-last.pt,
-checkpoint-best.pt and summary.json. Ctrl-C saves a resumable checkpoint and exits.
+A run folder (--output) receives config.yaml, metrics.csv, metrics.png, checkpoint-last.pt,
+checkpoint-best.pt and summary.json; a folder that holds files is never taken by a new run.
+Ctrl-C or SIGTERM saves a resumable checkpoint and exits. --resume RUN continues RUN in its
+folder; --resume of another checkpoint (RUN/checkpoint-best.pt) continues in a new folder, so
+the epochs after it stay as they are. Under torchrun --max-restarts, give --output: restarted
+workers continue from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from models.app.options import add_options, show_progress
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``maxformer train``."""
+    from models.app.training.loggers import LOGGERS
+
     add_config_arguments(
         parser,
         ("model", "dataset", "data_dir", "epochs", "batch_size", "lr", "T", "img_size",
@@ -40,7 +47,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(columns rate_stageN and hf_ratio_stageN of metrics.csv)",
     )
     parser.add_argument(
-        "--output", type=Path, help="run folder (default: runs/<model>-<dataset>-<time>)"
+        "--log", action="append", default=[], choices=list(LOGGERS), metavar="LOGGER",
+        help=f"also log each epoch's metrics to {' or '.join(LOGGERS)} (repeatable; needs that "
+        "package)",
+    )
+    parser.add_argument(
+        "--output", type=Path,
+        help="run folder, new or empty (default: runs/<model>-<dataset>-<time>)",
     )
     parser.add_argument("--resume", metavar="PATH", help="run folder or checkpoint to continue")
     add_options(parser, "device", "no_progress")
@@ -49,22 +62,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Resolve the config, train, and print where the run went."""
     from models.app.errors import UserError
-    from models.app.training.checkpointing import load_training_checkpoint, resume_path
+    from models.app.training.checkpointing import load_resume_point
+    from models.app.training.loggers import check_loggers
     from models.app.training.trainer import resume_config, train
 
-    checkpoint, output = None, args.output
-    if args.resume:
+    check_loggers(args.log)
+    resume = None
+    if args.resume is not None:
         if args.config is not None:
             raise UserError("--config does not apply to --resume: a run keeps its own config")
-        path = resume_path(args.resume)
-        checkpoint = load_training_checkpoint(path)
-        cfg = config_from_args(args, base=checkpoint["config"], combine=resume_config)
-        output = output or path.parent
+        resume = load_resume_point(args.resume)
+        cfg = config_from_args(args, base=resume.checkpoint["config"], combine=resume_config)
     else:
         cfg = config_from_args(args)
     result = train(
-        cfg, output=output, checkpoint=checkpoint, progress=show_progress(args),
-        device=args.device,
+        cfg, output=args.output, resume=resume, progress=show_progress(args),
+        device=args.device, log=args.log,
     )
     if result.output is not None:
         s = result.summary

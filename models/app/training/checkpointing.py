@@ -1,4 +1,4 @@
-"""Training checkpoints: atomic writes, RNG states as tensors, locating a run to resume.
+"""Training checkpoints: whole writes, RNG states as tensors, the point a run resumes from.
 
 A checkpoint holds plain containers and tensors only, so it loads with
 ``torch.load(path, weights_only=True)``; the model weights are under ``"model"``.
@@ -6,41 +6,32 @@ A checkpoint holds plain containers and tensors only, so it loads with
 
 from __future__ import annotations
 
-import os
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from models.app.config import check_saved_config
 from models.app.errors import UserError
+from models.app.files import atomic_write
+from models.app.training.run_files import BEST, LAST, METRICS_CSV, Row, read_metrics
 from models.checkpoint import read_checkpoint
 
-LAST, BEST = "checkpoint-last.pt", "checkpoint-best.pt"
+__all__ = ["BEST", "LAST", "ResumePoint", "atomic_save", "load_resume_point", "position",
+           "rng_state", "set_rng_state"]
+
+TRAINING_KEYS = ("model", "optimizer", "scheduler", "epoch", "batches_done", "best_acc1",
+                 "best_epoch", "rng", "config")
+"""What a checkpoint of ``maxformer train`` holds (besides scaler, EMA and epoch progress)."""
 
 
 def atomic_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsync it, then ``os.replace``.
-
-    A crash at any moment leaves either the previous file or the new one, never a torn file.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """``torch.save`` whole or not at all (:func:`models.app.files.atomic_write`): a crash at
+    any moment leaves the previous file or the new one, never a torn file."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def rng_state() -> dict[str, torch.Tensor]:
@@ -74,6 +65,55 @@ def set_rng_state(state: dict[str, torch.Tensor]) -> None:
         torch.cuda.set_rng_state(state["cuda"])
 
 
+@dataclass(frozen=True)
+class ResumePoint:
+    """A checkpoint of ``maxformer train`` to continue from, and the file it was read from."""
+
+    path: Path
+    checkpoint: dict[str, Any]
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    @property
+    def epoch(self) -> int:
+        """Epochs the checkpoint completed."""
+        return int(self.checkpoint["epoch"])
+
+    @property
+    def batches(self) -> int:
+        """Batches of the next epoch it trained before a stop (0 at an epoch's end)."""
+        return int(self.checkpoint["batches_done"])
+
+    def continues_in(self, output: Path | None) -> bool:
+        """Whether the run goes on in the checkpoint's own folder: the checkpoint is that
+        folder's ``checkpoint-last.pt`` (nothing was trained after it) and ``output`` is None
+        or that folder. From any other checkpoint (``checkpoint-best.pt``, a copy) the run
+        continues in a new folder, leaving the later checkpoints and metrics where they are."""
+        in_place = self.path.name == LAST
+        return in_place and (output is None or _same(output, self.folder))
+
+    def history(self) -> list[Row]:
+        """The rows of the checkpoint folder's ``metrics.csv`` of the epochs it completed."""
+        metrics = self.folder / METRICS_CSV
+        if not metrics.is_file():
+            return []
+        return [row for row in read_metrics(metrics) if int(row["epoch"]) <= self.epoch]
+
+    def describe(self) -> str:
+        return f"{self.path} ({position(self.epoch, self.batches)})"
+
+
+def position(epochs_done: int, batches: int) -> str:
+    """Where a checkpoint stands: ``epoch 3`` (its end) or ``epoch 4, batch 17``."""
+    return f"epoch {epochs_done}" if not batches else f"epoch {epochs_done + 1}, batch {batches}"
+
+
+def _same(a: Path, b: Path) -> bool:
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
 def resume_path(source: str | Path) -> Path:
     """The checkpoint to resume from: a checkpoint file, or a run folder's last checkpoint."""
     path = Path(source).expanduser()
@@ -84,12 +124,15 @@ def resume_path(source: str | Path) -> Path:
     return path
 
 
-def load_training_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a checkpoint written by training (weights-only unpickling)."""
-    ckpt = read_checkpoint(path)
-    required = {"model", "optimizer", "epoch", "config"}
-    if not isinstance(ckpt, dict) or not required <= set(ckpt):
+def load_resume_point(source: str | Path) -> ResumePoint:
+    """The checkpoint of a run folder (its last one) or a checkpoint file, read and checked:
+    every key a resume needs, and a complete saved config."""
+    path = resume_path(source)
+    checkpoint = read_checkpoint(path)
+    missing = [key for key in TRAINING_KEYS if key not in checkpoint]
+    if missing:
         raise UserError(
-            f"{path} is not a training checkpoint: expected keys {', '.join(sorted(required))}"
+            f"{path} is not a checkpoint of maxformer train: it lacks {', '.join(missing)}"
         )
-    return ckpt
+    check_saved_config(checkpoint["config"], str(path))
+    return ResumePoint(path, checkpoint)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -13,17 +15,7 @@ from tqdm import tqdm
 
 from models.app.errors import TrainingDiverged
 from models.app.event_augment import sample_frames
-from models.app.training.distributed import DistContext, all_ranks, all_reduce_sum
-
-
-@dataclass
-class EpochResult:
-    """Outcome of :func:`train_one_epoch` (sums are over all ranks)."""
-
-    loss: float
-    batches: int  # batches done in this epoch, counting those skipped on resume
-    interrupted: bool
-    seconds: float
+from models.app.training.distributed import DistContext, all_reduce_min_, all_reduce_sum
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):
@@ -63,83 +55,169 @@ def _mix(mixup, inputs: torch.Tensor, targets: torch.Tensor):
     return mixup(inputs, targets)
 
 
-def train_one_epoch(
-    model: nn.Module,
-    loader,
-    criterion: Callable,
-    optimizer: torch.optim.Optimizer,
-    ctx: DistContext,
-    *,
-    mixup=None,
-    frames_per_clip: int | None = None,
-    scaler: torch.amp.GradScaler | None = None,
-    amp_dtype: torch.dtype | None = None,
-    clip_grad: float | None = None,
-    ema=None,
-    stop_requested: Callable[[], bool] = lambda: False,
-    done_batches: int = 0,
-    progress: bool = False,
-    desc: str = "train",
-) -> EpochResult:
-    """Train over ``loader`` until it ends or ``stop_requested()`` holds on some rank.
+def all_finite(tensors: Iterable[torch.Tensor]) -> torch.Tensor:
+    """Whether no element of ``tensors`` is NaN or infinite: a 0-dim bool tensor (no sync)."""
+    peaks = [torch.linalg.vector_norm(t.detach(), float("inf")) for t in tensors]
+    return torch.stack(peaks).isfinite().all()
 
-    ``frames_per_clip``: train event clips ``[B, T, C, H, W]`` on that many of their frames,
-    drawn per batch after mixing. ``done_batches``: batches of this epoch already trained
-    before a resume (the loader's sampler starts after them). Raises :class:`TrainingDiverged`
-    at the first non-finite loss on any rank, before the optimizer applies it; a stop leaves
-    the current batch untrained.
+
+@dataclass
+class TrainingState:
+    """Everything a training step changes and a checkpoint keeps: the model (unwrapped), its
+    optimizer and learning-rate schedule, the fp16 loss scaler and the EMA of the weights."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler | None = None
+    ema: nn.Module | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """The parts' state dicts under ``model``, ``optimizer``, ``scheduler``, ``scaler``
+        and ``ema`` (None for a part that is not used)."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+        }
+
+    def load_state_dict(self, state: dict[str, Any], schedule: bool = True) -> None:
+        """Restore :meth:`state_dict`; ``schedule=False`` keeps the new schedule (a resumed
+        run that trains for another number of epochs)."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if schedule:
+            self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None and state.get("ema"):
+            self.ema.load_state_dict(state["ema"])
+
+
+@dataclass
+class TrainStep:
+    """One optimisation step of ``state`` through ``net`` (the model, or its
+    DistributedDataParallel wrapper): mixing, frame sampling, forward in ``amp_dtype``,
+    backward (through the scaler for fp16), clipping, the optimizer and the EMA update."""
+
+    state: TrainingState
+    net: nn.Module
+    criterion: Callable
+    mixup: Callable | None = None
+    frames_per_clip: int | None = None
+    amp_dtype: torch.dtype | None = None
+    clip_grad: float | None = None
+
+    def __call__(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Train on one batch; returns ``[loss, loss finite, weights finite]`` (a tensor on
+        the device, read by the caller in its one host sync per batch)."""
+        state = self.state
+        if self.mixup is not None:
+            inputs, targets = _mix(self.mixup, inputs, targets)
+        if self.frames_per_clip is not None:
+            inputs = sample_frames(inputs, self.frames_per_clip)
+        _, loss = forward_loss(self.net, inputs, targets, self.criterion, self.amp_dtype)
+        state.optimizer.zero_grad(set_to_none=True)
+        if state.scaler is not None:
+            state.scaler.scale(loss).backward()
+            state.scaler.unscale_(state.optimizer)
+        else:
+            loss.backward()
+        if self.clip_grad is not None:
+            nn.utils.clip_grad_norm_(state.model.parameters(), self.clip_grad)
+        if state.scaler is not None:
+            state.scaler.step(state.optimizer)
+            state.scaler.update()
+        else:
+            state.optimizer.step()
+        if state.ema is not None:
+            state.ema.update(state.model)
+        loss = loss.detach()
+        return torch.stack([loss, loss.isfinite().float(),
+                            all_finite(state.model.parameters()).float()])
+
+
+@dataclass(frozen=True)
+class EpochProgress:
+    """How far this process got through an epoch: batches trained, the sum of their losses
+    (each times its batch size) and their samples, and the seconds spent. A checkpoint saved
+    in the middle of an epoch keeps it, so the resumed epoch's loss averages all its batches."""
+
+    batches: int = 0
+    loss_sum: float = 0.0
+    samples: int = 0
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    """Outcome of :func:`train_one_epoch`: this process's progress, and whether a stop was
+    asked for before the loader ended."""
+
+    progress: EpochProgress
+    interrupted: bool
+
+    def mean_loss(self) -> float:
+        """Mean training loss over all ranks' samples (collective when distributed)."""
+        totals = torch.tensor([self.progress.loss_sum, self.progress.samples],
+                              dtype=torch.float64)
+        all_reduce_sum(totals)
+        return float(totals[0] / max(totals[1], 1))
+
+
+def train_one_epoch(
+    step: TrainStep,
+    loader,
+    ctx: DistContext,
+    start: EpochProgress = EpochProgress(),
+    stop_requested: Callable[[], bool] = lambda: False,
+    bar: tqdm | None = None,
+) -> EpochResult:
+    """Train ``step`` over ``loader`` (which begins after the ``start.batches`` already
+    trained) until it ends or a stop is asked for on some rank.
+
+    Per batch, one host sync reads the loss, whether it and the weights are finite, and (one
+    collective when distributed) whether every rank goes on. A stop takes effect after the
+    batch in flight has been trained, so the state saved then is that of a finished batch.
+    Raises :class:`TrainingDiverged` after a batch whose loss, or the weights after its step,
+    hold NaN or infinity on any rank (nothing of that batch may be saved).
     """
-    model.train()
-    start = time.perf_counter()
-    totals = torch.zeros(2, dtype=torch.float64)  # loss sum, samples
-    batches = done_batches
-    total = done_batches + len(loader)
-    bar = tqdm(total=total, initial=done_batches, desc=desc, leave=False, disable=not progress)
+    step.net.train()
+    began = time.perf_counter()
+    sums = torch.tensor([start.loss_sum, start.samples], dtype=torch.float64, device=ctx.device)
+    batches = start.batches
     for inputs, targets in loader:
         inputs = inputs.to(ctx.device, non_blocking=True)
         targets = targets.to(ctx.device, non_blocking=True)
-        if mixup is not None:
-            inputs, targets = _mix(mixup, inputs, targets)
-        if frames_per_clip is not None:
-            inputs = sample_frames(inputs, frames_per_clip)
-        _, loss = forward_loss(model, inputs, targets, criterion, amp_dtype)
-        finite = bool(torch.isfinite(loss).item())
-        all_finite, go_on = all_ranks([finite, not stop_requested()])
-        if not all_finite:
-            bar.close()
+        report = step(inputs, targets)
+        sums[0] += report[0].double() * len(inputs)
+        sums[1] += len(inputs)
+        status = torch.cat([report, torch.full((1,), float(not stop_requested()),
+                                               device=report.device)])
+        all_reduce_min_(status[1:])  # finite loss, finite weights, go on: on every rank
+        loss, loss_finite, weights_finite, go_on = status.tolist()
+        batches += 1
+        if not loss_finite:
+            here = math.isfinite(loss)
             raise TrainingDiverged(
-                f"loss became {loss.item() if not finite else 'non-finite on another rank'} "
-                f"at batch {batches} of {desc}; the run stops here (lower lr, enable clip_grad)"
+                f"the loss became {'non-finite on another rank' if here else loss} at batch "
+                f"{batches}"
             )
+        if not weights_finite:
+            raise TrainingDiverged(
+                f"the weights became NaN or infinite in the optimizer step of batch {batches}"
+            )
+        if bar is not None:
+            bar.set_postfix(loss=f"{loss:.4f}")
+            bar.update()
         if not go_on:
             break
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-        else:
-            loss.backward()
-        if clip_grad is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
-        if ema is not None:
-            ema.update(model)
-        totals += torch.tensor([loss.item() * len(inputs), len(inputs)], dtype=torch.float64)
-        batches += 1
-        bar.set_postfix(loss=f"{loss.item():.4f}")
-        bar.update()
-    bar.close()
-    all_reduce_sum(totals)
-    return EpochResult(
-        loss=float(totals[0] / max(totals[1], 1)),
-        batches=batches,
-        interrupted=batches < total,
-        seconds=time.perf_counter() - start,
-    )
+    totals = sums.tolist()
+    progress = replace(start, batches=batches, loss_sum=totals[0], samples=int(totals[1]),
+                       seconds=start.seconds + time.perf_counter() - began)
+    return EpochResult(progress, interrupted=batches < start.batches + len(loader))
 
 
 @torch.no_grad()

@@ -1,17 +1,24 @@
-"""The training run: model, data, timm optimizer/scheduler/mixup/EMA, epochs, checkpoints."""
+"""The training run: model, data, timm optimizer/scheduler/mixup/EMA, epochs, checkpoints.
+
+What a run promises (see docs/reliability.md): its folder is never one that holds another
+run; a checkpoint is written only when every weight and optimizer state is finite; a run
+stopped anywhere (SIGINT/SIGTERM, mid-epoch included) and resumed ends with the metrics and
+weights of an uninterrupted one, bit for bit on the same machine.
+"""
 
 from __future__ import annotations
 
 import random
 import signal
+import sys
 import threading
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn as nn
 from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
@@ -24,14 +31,32 @@ from tqdm import tqdm
 from models.app.config import TrainConfig, build_config
 from models.app.data import build_datasets, eval_loader, train_loader
 from models.app.errors import RunInterrupted, TrainingDiverged, UserError
-from models.app.modeling import amp_dtype, model_for_config
+from models.app.modeling import amp_dtype, check_input, model_for_config
 from models.app.training import distributed
-from models.app.training.checkpointing import BEST, LAST, atomic_save, rng_state, set_rng_state
-from models.app.training.engine import evaluate, train_one_epoch
-from models.app.training.run_files import RunFolder, default_run_dir
+from models.app.training.checkpointing import (
+    ResumePoint,
+    atomic_save,
+    load_resume_point,
+    position,
+    rng_state,
+    set_rng_state,
+)
+from models.app.training.engine import (
+    EpochProgress,
+    EpochResult,
+    TrainingState,
+    TrainStep,
+    evaluate,
+    train_one_epoch,
+)
+from models.app.training.loggers import MetricsLogger, open_loggers
+from models.app.training.run_files import BEST, LAST, RunFolder
 from models.app.training.stage_stats import stage_statistics
+from models.checkpoint import non_finite_tensors
 
 RESUMABLE_CHANGES = ("epochs", "data_dir", "download", "workers")
+LISTED_TENSORS = 3
+"""How many non-finite tensors a divergence message names."""
 
 
 @dataclass
@@ -44,7 +69,7 @@ class TrainResult:
 
 
 class StopSignals:
-    """While active, the first SIGINT/SIGTERM asks the run to stop at the next batch.
+    """While active, the first SIGINT/SIGTERM asks the run to stop after the batch in flight.
 
     A second signal acts as usual (interrupts at once).
     """
@@ -76,32 +101,42 @@ class StopSignals:
             signal.signal(sig, handler)
 
 
-def resume_config(saved: dict[str, Any], overrides: dict[str, Any]) -> TrainConfig:
-    """The saved config of a run to resume, with only machine-side keys or ``epochs`` changed."""
-    changed = sorted(k for k, v in overrides.items() if saved.get(k) != v)
+def _check_changes(saved: dict[str, Any], values: dict[str, Any]) -> None:
+    changed = sorted(k for k, v in values.items() if saved.get(k) != v)
     fixed = [k for k in changed if k not in RESUMABLE_CHANGES]
     if fixed:
         raise UserError(
             f"cannot change {', '.join(fixed)} when resuming a run; keys that may change: "
             f"{', '.join(RESUMABLE_CHANGES)}"
         )
+
+
+def resume_config(saved: dict[str, Any], overrides: dict[str, Any]) -> TrainConfig:
+    """The saved config of a run to resume, with only machine-side keys or ``epochs`` changed."""
+    _check_changes(saved, overrides)
     return build_config(saved, overrides)
+
+
+def _restart_point(cfg: TrainConfig, output: Path | None,
+                   resume: ResumePoint | None, restarted: bool) -> ResumePoint | None:
+    """After torchrun restarted the workers (``--max-restarts``), the last checkpoint of the
+    run folder being written, if it has one: restarted workers run the same command and
+    continue where the run stopped."""
+    if restarted:
+        folder = output
+        if folder is None and resume is not None and resume.continues_in(None):
+            folder = resume.folder
+        if folder is not None and (Path(folder) / LAST).is_file():
+            point = load_resume_point(folder)
+            _check_changes(point.checkpoint["config"], cfg.to_dict())
+            return point
+    return resume
 
 
 def _seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def _gather_rng() -> list[dict[str, torch.Tensor]]:
-    """Every rank's RNG states, in rank order (collective when distributed)."""
-    state = rng_state()
-    if not dist.is_initialized():
-        return [state]
-    states: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(states, state)
-    return states
 
 
 def _criterion(cfg: TrainConfig, mixup: Mixup | None) -> nn.Module:
@@ -126,33 +161,57 @@ def _mixup(cfg: TrainConfig, num_classes: int) -> Mixup | None:
     )
 
 
-def train(
-    cfg: TrainConfig,
-    *,
-    output: Path | None = None,
-    checkpoint: dict[str, Any] | None = None,
-    progress: bool = False,
-    device: str = "auto",
-) -> TrainResult:
-    """Train ``cfg`` (continuing ``checkpoint`` when given); rank 0 writes the run folder.
-
-    Raises :class:`RunInterrupted` after SIGINT/SIGTERM (a resumable checkpoint is saved),
-    :class:`TrainingDiverged` on a non-finite loss (the last good checkpoint is kept).
-    """
-    ctx = distributed.setup(device)
-    try:
-        with StopSignals() as stop:
-            return _train(cfg, output, checkpoint, progress and ctx.is_main, ctx, stop)
-    finally:
-        distributed.cleanup()
+def _listed(names: list[str]) -> str:
+    more = f" and {len(names) - LISTED_TENSORS} more" if len(names) > LISTED_TENSORS else ""
+    return ", ".join(names[:LISTED_TENSORS]) + more
 
 
-def _train(cfg, output, checkpoint, progress, ctx, stop) -> TrainResult:
-    _seed(cfg.seed + ctx.rank)
-    train_set, val_set, info = build_datasets(cfg)
-    train_dl = train_loader(train_set, cfg, ctx)
-    val_dl = eval_loader(val_set, cfg.batch_size, cfg.workers, ctx)
-    model = model_for_config(cfg, info).to(ctx.device)
+class Checkpoints:
+    """Writes the run's checkpoints (rank 0) after checking that every tensor is finite, and
+    knows the last good one, which every divergence message names."""
+
+    def __init__(self, cfg: TrainConfig, state: TrainingState, run: RunFolder | None,
+                 resume: ResumePoint | None) -> None:
+        self.cfg, self.state, self.run = cfg, state, run
+        self.last_good = resume.describe() if resume is not None else None
+
+    def kept(self) -> str:
+        if self.last_good is None:
+            return "no checkpoint was written yet"
+        return f"last good checkpoint: {self.last_good}"
+
+    def diverged(self, problem: str) -> TrainingDiverged:
+        return TrainingDiverged(f"{problem}; the run stops here (lower lr, enable clip_grad); "
+                                f"{self.kept()}")
+
+    def save(self, epochs_done: int, progress: EpochProgress, best: dict[str, Any],
+             is_best: bool) -> None:
+        """Save after ``epochs_done`` epochs and ``progress`` into the next one (collective:
+        every rank's RNG state and epoch progress go into the file)."""
+        parts = self.state.state_dict()
+        bad = non_finite_tensors({k: parts[k] for k in ("model", "optimizer", "ema")})
+        if bad:
+            raise self.diverged(f"NaN or infinity in {_listed(bad)} before saving a checkpoint")
+        checkpoint = {
+            **parts,
+            "epoch": epochs_done,
+            "batches_done": progress.batches,
+            "best_acc1": best["acc1"],
+            "best_epoch": best["epoch"],
+            "rng": distributed.gather(rng_state()),
+            "epoch_progress": distributed.gather(asdict(progress)),
+            "config": self.cfg.to_dict(),
+        }
+        if self.run is None:
+            return
+        atomic_save(checkpoint, self.run.file(LAST))
+        if is_best:
+            atomic_save(checkpoint, self.run.file(BEST))
+        self.last_good = f"{self.run.file(LAST)} ({position(epochs_done, progress.batches)})"
+
+
+def _build_state(cfg: TrainConfig, model: nn.Module, device: torch.device):
+    """The training state of ``model`` for ``cfg``, and the number of epochs it schedules."""
     optimizer = create_optimizer_v2(model, cfg.opt, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler, total_epochs = create_scheduler_v2(
         optimizer,
@@ -163,127 +222,247 @@ def _train(cfg, output, checkpoint, progress, ctx, stop) -> TrainResult:
         warmup_epochs=cfg.warmup_epochs,
         cooldown_epochs=cfg.cooldown_epochs,
     )
-    dtype = amp_dtype(cfg.amp, ctx.device)
-    scaler = torch.amp.GradScaler(ctx.device.type) if dtype == torch.float16 else None
+    scaler = torch.amp.GradScaler(device.type) if amp_dtype(cfg.amp, device) == torch.float16 \
+        else None
     ema = ModelEmaV3(model, decay=cfg.ema_decay) if cfg.ema else None
-    mixup = _mixup(cfg, info.num_classes)
-    criterion = _criterion(cfg, mixup)
+    return TrainingState(model, optimizer, scheduler, scaler, ema), total_epochs
 
-    start_epoch, done_batches, best = 0, 0, {"acc1": -1.0, "epoch": 0}
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        if checkpoint["config"]["epochs"] == cfg.epochs:
-            scheduler.load_state_dict(checkpoint["scheduler"])
-        if scaler is not None and checkpoint.get("scaler"):
-            scaler.load_state_dict(checkpoint["scaler"])
-        if ema is not None and checkpoint.get("ema"):
-            ema.load_state_dict(checkpoint["ema"])
-        start_epoch, done_batches = checkpoint["epoch"], checkpoint.get("batches_done", 0)
-        best = {"acc1": checkpoint["best_acc1"], "epoch": checkpoint["best_epoch"]}
-        states = checkpoint["rng"]
-        set_rng_state(states[ctx.rank % len(states)])
-    scheduler.step(start_epoch)
+
+def _resume(state: TrainingState, cfg: TrainConfig, resume: ResumePoint | None, rank: int):
+    """Restore ``resume`` into ``state`` and this rank's random state; returns the epochs
+    done, the progress into the next one, and the best accuracy so far."""
+    if resume is None:
+        return 0, EpochProgress(), {"acc1": -1.0, "epoch": 0}
+    checkpoint = resume.checkpoint
+    if resume.epoch > cfg.epochs + cfg.cooldown_epochs:
+        raise UserError(f"{resume.describe()} has trained more epochs than epochs "
+                        f"{cfg.epochs} (+ cooldown_epochs {cfg.cooldown_epochs}); give at least "
+                        f"--epochs {resume.epoch - cfg.cooldown_epochs}")
+    state.load_state_dict(checkpoint, schedule=checkpoint["config"]["epochs"] == cfg.epochs)
+    states = checkpoint["rng"]
+    set_rng_state(states[rank % len(states)])
+    progress = EpochProgress()
+    if resume.batches:
+        saved = checkpoint.get("epoch_progress")
+        if not saved or len(saved) != len(states):
+            raise UserError(f"{resume.path} stopped inside an epoch but holds no epoch progress "
+                            "for every rank; resume it with as many processes as wrote it")
+        progress = EpochProgress(**saved[rank])
+    best = {"acc1": checkpoint["best_acc1"], "epoch": checkpoint["best_epoch"]}
+    return resume.epoch, progress, best
+
+
+def _open_run(cfg: TrainConfig, ctx: distributed.DistContext, output: Path | None,
+              resume: ResumePoint | None, restarted: bool) -> RunFolder | None:
+    """Rank 0 claims the run folder (a new one, or the resumed run's own; after a torchrun
+    restart, one without checkpoints that holds run files); a refusal is raised on every
+    rank."""
+    run, problem = None, None
+    if ctx.is_main:
+        try:
+            if resume is not None and resume.continues_in(output):
+                run = RunFolder.reopen(resume.folder, resume.epoch)
+            else:
+                history = resume.history() if resume is not None else ()
+                run = RunFolder.create(output, cfg, history, restart=restarted)
+            run.write_config(cfg)
+            run.write_metrics()
+        except UserError as err:
+            problem = str(err)
+            if run is not None:
+                run.close()
+        else:
+            _say_where(run, resume, restarted)
+    problem = distributed.broadcast(problem)
+    if problem is not None:
+        raise UserError(problem)
+    return run
+
+
+def _say_where(run: RunFolder, resume: ResumePoint | None, restarted: bool) -> None:
+    """Tell (stderr) where a resumed run continues."""
+    if resume is None:
+        return
+    if restarted:
+        print(f"the same run again after a stop: continuing from {resume.describe()}",
+              file=sys.stderr)
+    elif run.path != resume.folder:
+        print(f"continuing from {resume.describe()} in a new run folder {run.path} (the "
+              f"checkpoints and metrics in {resume.folder} stay as they are)", file=sys.stderr)
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    output: Path | None = None,
+    resume: ResumePoint | None = None,
+    progress: bool = False,
+    device: str = "auto",
+    log: Sequence[str] = (),
+    restart: bool = False,
+) -> TrainResult:
+    """Train ``cfg`` (continuing ``resume`` when given); rank 0 writes the run folder.
+
+    ``output``: the run folder (default ``runs/<model>-<dataset>-<time>``); a resumed run
+    continues in its own folder when it resumes that folder's last checkpoint, else in
+    ``output`` or a new folder. ``log``: also send each epoch's metrics to these loggers
+    (``tensorboard``, ``wandb``). ``restart``: this is the same command again after a stop
+    (as after a torchrun restart): the run in ``output`` continues from its last checkpoint,
+    or starts over where the folder holds run files but no checkpoint yet. Raises
+    :class:`RunInterrupted` after SIGINT/SIGTERM (a resumable checkpoint is saved),
+    :class:`TrainingDiverged` when the loss or the weights become NaN or infinite (the last
+    good checkpoint is kept and named).
+    """
+    ctx = distributed.setup(device)
+    try:
+        with StopSignals() as stop:
+            return _train(cfg, ctx, stop, output, resume, progress and ctx.is_main, log,
+                          restart)
+    finally:
+        distributed.cleanup()
+
+
+def _train(cfg, ctx, stop, output, resume, progress, log, restart) -> TrainResult:
+    restarted = distributed.restarted() or restart
+    resume = _restart_point(cfg, output, resume, restarted)
+    _seed(cfg.seed + ctx.rank)
+    train_set, val_set, info = build_datasets(cfg)
+    model = model_for_config(cfg, info).to(ctx.device)
+    check_input(model, val_set[0][0], f"{cfg.dataset} at img_size {cfg.img_size}")
+    state, total_epochs = _build_state(cfg, model, ctx.device)
+    start_epoch, epoch_progress, best = _resume(state, cfg, resume, ctx.rank)
+    state.scheduler.step(start_epoch)
     net = model
     if ctx.distributed:
         ids = [ctx.device.index] if ctx.device.type == "cuda" else None
         net = DistributedDataParallel(model, device_ids=ids)
-
-    run = RunFolder(output or default_run_dir(cfg)) if ctx.is_main else None
-    if run is not None:
-        run.write_config(cfg)
-        run.start_metrics(start_epoch)
-
-    def save(epoch_done: int, batches_done: int, is_best: bool) -> None:
-        state = {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict() if scaler is not None else None,
-            "ema": ema.state_dict() if ema is not None else None,
-            "epoch": epoch_done,
-            "batches_done": batches_done,
-            "best_acc1": best["acc1"],
-            "best_epoch": best["epoch"],
-            "rng": _gather_rng(),
-            "config": cfg.to_dict(),
+    mixup = _mixup(cfg, info.num_classes)
+    step = TrainStep(state, net, _criterion(cfg, mixup), mixup, cfg.T_train,
+                     amp_dtype(cfg.amp, ctx.device), cfg.clip_grad)
+    run = _open_run(cfg, ctx, output, resume, restarted)
+    loggers: list[MetricsLogger] = []
+    try:
+        if run is not None:
+            loggers = open_loggers(log, run, cfg)
+        epochs = Epochs(cfg, ctx, stop, step, train_loader(train_set, cfg, ctx),
+                        eval_loader(val_set, cfg.batch_size, cfg.workers, ctx),
+                        Checkpoints(cfg, state, run, resume), loggers, progress, best)
+        val = epochs.run(range(start_epoch, total_epochs), epoch_progress)
+        summary = {
+            "model": cfg.model, "dataset": cfg.dataset, "epochs": total_epochs,
+            "best_acc1": epochs.best["acc1"], "best_epoch": epochs.best["epoch"],
+            "final_acc1": val["acc1"], "final_acc5": val["acc5"], "final_loss": val["loss"],
+            "world_size": ctx.world_size, "output": str(run.path) if run is not None else None,
+            "resumed_from": str(resume.path) if resume is not None else None,
         }
         if run is not None:
-            atomic_save(state, run.file(LAST))
-            if is_best:
-                atomic_save(state, run.file(BEST))
+            run.write_summary(summary)
+    finally:
+        for logger in loggers:
+            logger.close()
+        if run is not None:
+            run.close()
+    return TrainResult(summary=summary, model=model, output=run.path if run else None)
 
-    val: dict[str, float] = {}
-    epochs_bar = tqdm(
-        range(start_epoch, total_epochs), desc="epochs", initial=start_epoch,
-        total=total_epochs, disable=not progress,
-    )
-    for epoch in epochs_bar:
-        train_dl.sampler.set_epoch(epoch)
-        train_dl.sampler.start = done_batches * cfg.batch_size
-        if mixup is not None and cfg.mixup_off_epoch and epoch >= cfg.mixup_off_epoch:
+
+@dataclass
+class Epochs:
+    """The epoch loop of a run: train, stop or diverge, evaluate, log, save."""
+
+    cfg: TrainConfig
+    ctx: distributed.DistContext
+    stop: StopSignals
+    step: TrainStep
+    train_dl: Any
+    val_dl: Any
+    checkpoints: Checkpoints
+    loggers: list[MetricsLogger]
+    progress: bool
+    best: dict[str, Any]
+    """Top-1 and epoch of the best held-out accuracy so far (updated by :meth:`finish`)."""
+
+    def run(self, epochs: range, epoch_progress: EpochProgress) -> dict[str, float]:
+        """Train ``epochs`` (the first one from ``epoch_progress`` on); returns the held-out
+        metrics after the last one."""
+        val: dict[str, float] = {}
+        for epoch in tqdm(epochs, desc="epochs", initial=epochs.start, total=epochs.stop,
+                          disable=not self.progress):
+            if not distributed.all_ranks([not self.stop.requested()])[0]:
+                raise self.interrupted(f"before epoch {epoch + 1}")
+            lr = self.step.state.optimizer.param_groups[0]["lr"]
+            result = self.train(epoch, epochs.stop, epoch_progress)
+            epoch_progress = EpochProgress()
+            val = self.finish(epoch, epochs.stop, lr, result)
+        if not val:  # resumed after the last epoch: nothing left to train
+            val = self.evaluate(self.step.state.model)
+        return val
+
+    def train(self, epoch: int, total: int, start: EpochProgress) -> EpochResult:
+        """Epoch ``epoch`` (0-based) from ``start`` on; a stop saves and raises."""
+        self.train_dl.sampler.set_epoch(epoch)
+        self.train_dl.sampler.start = start.batches * self.cfg.batch_size
+        mixup, off = self.step.mixup, self.cfg.mixup_off_epoch
+        if mixup is not None and off and epoch >= off:
             mixup.mixup_enabled = False
-        lr = optimizer.param_groups[0]["lr"]
+        bar = tqdm(total=start.batches + len(self.train_dl), initial=start.batches,
+                   desc=f"epoch {epoch + 1}/{total}", leave=False, disable=not self.progress)
         try:
-            result = train_one_epoch(
-                net, train_dl, criterion, optimizer, ctx, mixup=mixup,
-                frames_per_clip=cfg.T_train, scaler=scaler,
-                amp_dtype=dtype, clip_grad=cfg.clip_grad, ema=ema,
-                stop_requested=stop.requested, done_batches=done_batches,
-                progress=progress, desc=f"epoch {epoch + 1}/{total_epochs}",
-            )
+            result = train_one_epoch(self.step, self.train_dl, self.ctx, start,
+                                     self.stop.requested, bar)
         except TrainingDiverged as err:
-            if run is None:
-                raise
-            last = run.file(LAST)
-            kept = f"last good checkpoint: {last}" if last.exists() else "no checkpoint yet"
-            raise TrainingDiverged(f"{err}. {kept}") from err
+            raise self.checkpoints.diverged(f"{err} of epoch {epoch + 1}") from err
+        finally:
+            bar.close()
         if result.interrupted:
-            save(epoch, result.batches, False)
-            name = signal.Signals(stop.signum or signal.SIGINT).name
-            where = run.path if run is not None else "the run folder"
-            raise RunInterrupted(
-                f"interrupted by {name} in epoch {epoch + 1} after {result.batches} batches; "
-                f"saved a resumable checkpoint; continue with: maxformer train --resume {where}",
-                stop.signum or signal.SIGINT,
-            )
-        done_batches = 0
-        if ctx.distributed:  # average BatchNorm statistics so every rank holds the same model
-            distribute_bn(model, ctx.world_size, reduce=True)
-            if ema is not None:
-                distribute_bn(ema.module, ctx.world_size, reduce=True)
-        scheduler.step(epoch + 1)
-        val = evaluate(model, val_dl, ctx, amp_dtype=dtype, progress=progress)
-        row = {
-            "epoch": epoch + 1, "lr": lr, "train_loss": result.loss, "val_loss": val["loss"],
-            "val_acc1": val["acc1"], "val_acc5": val["acc5"],
-        }
-        if ema is not None:
-            ema_val = evaluate(ema.module, val_dl, ctx, amp_dtype=dtype, progress=progress)
-            row["ema_acc1"] = ema_val["acc1"]
-        if cfg.log_stage_stats and run is not None:
-            row.update(stage_statistics(model, next(iter(val_dl))[0].to(ctx.device), cfg.T))
-        row["epoch_seconds"] = round(result.seconds, 3)
-        is_best = val["acc1"] > best["acc1"]
+            self.checkpoints.save(epoch, result.progress, self.best, False)
+            raise self.interrupted(f"in epoch {epoch + 1} after {result.progress.batches} "
+                                   "batches")
+        return result
+
+    def finish(self, epoch: int, total: int, lr: float, result: EpochResult) -> dict[str, float]:
+        """After epoch ``epoch``: schedule, evaluate, write the metrics row, save."""
+        state, run = self.step.state, self.checkpoints.run
+        train_loss = result.mean_loss()
+        if self.ctx.distributed:  # average BatchNorm statistics: every rank, the same model
+            distribute_bn(state.model, self.ctx.world_size, reduce=True)
+            if state.ema is not None:
+                distribute_bn(state.ema.module, self.ctx.world_size, reduce=True)
+        state.scheduler.step(epoch + 1)
+        val = self.evaluate(state.model)
+        row = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "val_loss": val["loss"],
+               "val_acc1": val["acc1"], "val_acc5": val["acc5"]}
+        if state.ema is not None:
+            row["ema_acc1"] = self.evaluate(state.ema.module)["acc1"]
+        if self.cfg.log_stage_stats and run is not None:
+            batch = next(iter(self.val_dl))[0].to(self.ctx.device)
+            row.update(stage_statistics(state.model, batch, self.cfg.T))
+        row["epoch_seconds"] = round(result.progress.seconds, 3)
+        is_best = val["acc1"] > self.best["acc1"]
         if is_best:
-            best = {"acc1": val["acc1"], "epoch": epoch + 1}
+            self.best = {"acc1": val["acc1"], "epoch": epoch + 1}
         if run is not None:  # the row first: a resumed run drops rows past its checkpoint
             run.append_metrics(row)
-        save(epoch + 1, 0, is_best)
+            for logger in self.loggers:
+                logger.log(row)
+        self.checkpoints.save(epoch + 1, EpochProgress(), self.best, is_best)
         if run is not None:
             tqdm.write(
-                f"epoch {epoch + 1}/{total_epochs}  lr {lr:.2e}  train loss {result.loss:.4f}  "
+                f"epoch {epoch + 1}/{total}  lr {lr:.2e}  train loss {train_loss:.4f}  "
                 f"val loss {val['loss']:.4f}  acc1 {val['acc1']:.2f}%  acc5 {val['acc5']:.2f}%  "
-                f"({result.seconds:.1f} s)"
+                f"({result.progress.seconds:.1f} s)"
             )
-    if not val:  # resumed after the last epoch: nothing left to train
-        val = evaluate(model, val_dl, ctx, amp_dtype=dtype, progress=progress)
-    summary = {
-        "model": cfg.model, "dataset": cfg.dataset, "epochs": total_epochs,
-        "best_acc1": best["acc1"], "best_epoch": best["epoch"],
-        "final_acc1": val["acc1"], "final_acc5": val["acc5"], "final_loss": val["loss"],
-        "world_size": ctx.world_size, "output": str(run.path) if run is not None else None,
-    }
-    if run is not None:
-        run.write_summary(summary)
-    return TrainResult(summary=summary, model=model, output=run.path if run else None)
+        return val
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        return evaluate(model, self.val_dl, self.ctx, amp_dtype=self.step.amp_dtype,
+                        progress=self.progress)
+
+    def interrupted(self, where: str) -> RunInterrupted:
+        signum = self.stop.signum or signal.SIGINT
+        run = self.checkpoints.run
+        folder = run.path if run is not None else "the run folder"
+        return RunInterrupted(
+            f"interrupted by {signal.Signals(signum).name} {where}; saved a resumable "
+            f"checkpoint; continue with: maxformer train --resume {folder}",
+            signum,
+        )
