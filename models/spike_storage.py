@@ -7,6 +7,9 @@ spikes; a saved tensor that is such an output, or a view of one, is stored as pa
 (32x smaller than float32) and unpacked bit for bit, with its strides and alignment, when
 backward needs it, so backward runs the same kernels on the same memory layout. Anything
 else is kept as it is. Nothing is checked on the values, so packing never waits for the GPU.
+float32 and float64 spikes on the CPU are packed by the numba kernels of
+:mod:`models.spike_bits` (one pass each way), others by PyTorch operations; both write the
+same bits.
 :func:`mark_spikes` marks other tensors by hand.
 """
 
@@ -21,7 +24,7 @@ from typing import TypeVar
 import torch
 from torch import nn
 
-from models.neurons import MultiStepNeuron
+from models.neurons import MultiStepNeuron, numba_available
 
 MIN_ELEMENTS = 4096
 """Smaller tensors are not worth packing."""
@@ -82,13 +85,25 @@ def _is_marked(x: torch.Tensor, marked: dict[int, weakref.ref]) -> bool:
     return False
 
 
+def _fused(t: torch.Tensor, dtype: torch.dtype) -> bool:
+    """Whether the numba kernels of :mod:`models.spike_bits` pack ``t`` (spikes of ``dtype``)."""
+    return t.device.type == "cpu" and dtype in (torch.float32, torch.float64) and \
+        numba_available()
+
+
 def pack(x: torch.Tensor) -> PackedSpikes:
-    """Bits of the 0/1 tensor ``x`` (any shape and strides), eight to a byte."""
-    flat = x.reshape(-1).to(torch.uint8)
-    pad = (-flat.numel()) % 8
-    if pad:
-        flat = torch.cat([flat, flat.new_zeros(pad)])
-    bits = (flat.view(-1, 8) * _weights(x.device)).sum(1, dtype=torch.uint8)
+    """Bits of the 0/1 tensor ``x`` (any shape and strides), eight to a byte (element
+    ``8 j + k`` of ``x`` in its logical order is bit ``k`` of byte ``j``)."""
+    if _fused(x, x.dtype):
+        from models.spike_bits import pack_bits
+
+        bits = pack_bits(x.contiguous())
+    else:
+        flat = x.reshape(-1).to(torch.uint8)
+        pad = (-flat.numel()) % 8
+        if pad:
+            flat = torch.cat([flat, flat.new_zeros(pad)])
+        bits = (flat.view(-1, 8) * _weights(x.device)).sum(1, dtype=torch.uint8)
     offset = x.storage_offset() % ALIGNMENT_ELEMENTS
     return PackedSpikes(bits, x.shape, x.stride(), offset, x.dtype)
 
@@ -96,13 +111,19 @@ def pack(x: torch.Tensor) -> PackedSpikes:
 def unpack(packed: PackedSpikes) -> torch.Tensor:
     """The tensor that :func:`pack` packed: same values, shape, strides and offset modulo
     ``ALIGNMENT_ELEMENTS``."""
-    bits = packed.bits.unsqueeze(1).bitwise_and(_weights(packed.bits.device)).ne(0)
-    values = bits.reshape(-1)[: packed.shape.numel()].reshape(packed.shape)
+    bits = packed.bits
     steps = zip(packed.shape, packed.stride, strict=True)
     span = 1 + sum((size - 1) * step for size, step in steps) if packed.shape.numel() else 0
-    storage = torch.empty(packed.offset + span, dtype=packed.dtype, device=values.device)
+    storage = torch.empty(packed.offset + span, dtype=packed.dtype, device=bits.device)
     out = storage.as_strided(packed.shape, packed.stride, packed.offset)
-    return out.copy_(values)
+    if _fused(bits, packed.dtype):
+        from models.spike_bits import unpack_bits
+
+        if out.is_contiguous():
+            return unpack_bits(bits, out)
+        return out.copy_(unpack_bits(bits, torch.empty(packed.shape, dtype=packed.dtype)))
+    values = bits.unsqueeze(1).bitwise_and(_weights(bits.device)).ne(0)
+    return out.copy_(values.reshape(-1)[: packed.shape.numel()].reshape(packed.shape))
 
 
 def _mark_output(module: nn.Module, inputs: object, output: torch.Tensor) -> None:

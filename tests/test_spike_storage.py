@@ -17,6 +17,20 @@ def test_pack_round_trip_is_exact(shape):
     assert torch.equal(unpack(packed), x) and unpack(packed).dtype == torch.bfloat16
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(5,), (3, 7, 11), (2, 4096)])
+def test_numba_and_torch_packing_write_the_same_bits(shape, dtype):
+    """float32 and float64 spikes on the CPU take the numba kernels, bfloat16 PyTorch's
+    operations: the same spikes give the same bits and come back exactly, views included."""
+    x = torch.rand(shape) < 0.3
+    for view in (x, x.transpose(0, -1)):
+        fused, reference = pack(view.to(dtype)), pack(view.to(torch.bfloat16))
+        assert torch.equal(fused.bits, reference.bits)
+        restored = unpack(fused)
+        assert restored.dtype == dtype and torch.equal(restored, view.to(dtype))
+        assert restored.stride() == view.to(dtype).stride()
+
+
 def train_step(model, x, target, packing: bool):
     """Loss, gradients and the bytes saved for backward (parameters excluded)."""
     model.zero_grad()

@@ -12,6 +12,7 @@ from .functional import (
     lif_multistep,
     neuron_input_grad,
     neuron_multistep,
+    numba_available,
     resolve_backend,
 )
 from .modules import MultiStepIF, MultiStepLIF, MultiStepNeuron, MultiStepReLU
@@ -29,5 +30,6 @@ __all__ = [
     "lif_multistep",
     "neuron_input_grad",
     "neuron_multistep",
+    "numba_available",
     "resolve_backend",
 ]
