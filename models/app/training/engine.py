@@ -57,8 +57,7 @@ def _mix(mixup, inputs: torch.Tensor, targets: torch.Tensor):
 
 def all_finite(tensors: Iterable[torch.Tensor]) -> torch.Tensor:
     """Whether no element of ``tensors`` is NaN or infinite: a 0-dim bool tensor (no sync)."""
-    peaks = [torch.linalg.vector_norm(t.detach(), float("inf")) for t in tensors]
-    return torch.stack(peaks).isfinite().all()
+    return nn.utils.get_total_norm(list(tensors), float("inf")).isfinite()
 
 
 @dataclass
