@@ -69,44 +69,42 @@ SIGMOID, ATAN = SURROGATES["sigmoid"].id, SURROGATES["atan"].id
 _JIT = dict(nogil=True, cache=True, error_model="numpy", boundscheck=False)
 
 
-@njit(**_JIT)
-def _charge(v, x, h, n, mode, c):
-    """``h[:n] <- H[t]`` from ``V[t-1] = v[:n]`` and ``X[t] = x[:n]``, rounded as
-    spikingjelly rounds; where ``V[t-1]`` is infinite, ``V[t-1] + X[t]``."""
-    tau, reset, inf = c[TAU], c[RESET], c[INF]
+@njit(inline="always", **_JIT)
+def _charged(vi, xi, mode, tau, reset, inf):
+    """``H[t]`` from ``V[t-1] = vi`` and ``X[t] = xi``, rounded as spikingjelly rounds;
+    where ``V[t-1]`` is infinite, ``V[t-1] + X[t]``."""
     if mode == INTEGRATE:
-        for i in range(n):
-            h[i] = v[i] + x[i]
-    elif mode == DECAY_INPUT:
-        for i in range(n):
-            vi, xi = v[i], x[i]
-            charged = vi + (xi - (vi - reset)) / tau
-            h[i] = vi + xi if abs(vi) == inf else charged
+        return vi + xi
+    if mode == DECAY_INPUT:
+        charged = vi + (xi - (vi - reset)) / tau
     else:
-        for i in range(n):
-            vi, xi = v[i], x[i]
-            charged = vi - (vi - reset) / tau + xi
-            h[i] = vi + xi if abs(vi) == inf else charged
+        charged = vi - (vi - reset) / tau + xi
+    return vi + xi if abs(vi) == inf else charged
 
 
 @njit(**_JIT)
-def _reset(h, v, n, hard, c):
-    """``v[:n] <- V[t]``: ``v_reset`` (hard) or ``H - v_threshold`` (soft) where ``H[t]``
-    fired, else ``H[t]``."""
-    threshold, reset = c[THRESHOLD], c[RESET]
-    if hard:
-        for i in range(n):
-            v[i] = reset if h[i] >= threshold else h[i]
-    else:
-        for i in range(n):
-            v[i] = h[i] - threshold if h[i] >= threshold else h[i]
+def _step(v, x, h, spikes, n, mode, hard, c, keep_h):
+    """One time step of neurons ``:n`` in one pass: ``h[:n] <- H[t]`` from
+    ``V[t-1] = v[:n]`` and ``X[t] = x[:n]``, ``spikes[:n] <- S[t]``, and ``v[:n] <- V[t]``:
+    ``v_reset`` (hard) or ``H - v_threshold`` (soft) where it fired, else ``H``; ``h`` is
+    written only when ``keep_h``. (One loop keeps the memory streams of ``x`` and ``spikes``
+    busy: with a loop per quantity the forward kernel ran 1.8x slower on 4 x 2^22 neurons.)"""
+    tau, reset, inf = c[TAU], c[RESET], c[INF]
+    threshold, one, zero = c[THRESHOLD], c[ONE], c[ZERO]
+    for i in range(n):
+        hi = _charged(v[i], x[i], mode, tau, reset, inf)
+        fired = hi >= threshold
+        if keep_h:
+            h[i] = hi
+        spikes[i] = one if fired else zero
+        after = reset if hard else hi - threshold
+        v[i] = after if fired else hi
 
 
 @njit(**_JIT)
 def _forward_kernel(x, spikes, v_init, v_out, lo, hi, c, mode, hard, has_v_init, store_state):
     """Spikes of neurons ``lo:hi`` of ``x`` ``[T, N]`` into ``spikes`` ``[T, N]``, final
     membrane into ``v_out`` ``[N]`` when ``store_state``."""
-    threshold, one, zero = c[THRESHOLD], c[ONE], c[ZERO]
     v = np.empty(BLOCK, x.dtype)
     h = np.empty(BLOCK, x.dtype)
     for start in range(lo, hi, BLOCK):
@@ -116,11 +114,7 @@ def _forward_kernel(x, spikes, v_init, v_out, lo, hi, c, mode, hard, has_v_init,
         else:
             v[:n] = c[RESET]
         for t in range(x.shape[0]):
-            _charge(v, x[t, start:start + n], h, n, mode, c)
-            fired = spikes[t, start:start + n]
-            for i in range(n):
-                fired[i] = one if h[i] >= threshold else zero
-            _reset(h, v, n, hard, c)
+            _step(v, x[t, start:start + n], h, spikes[t, start:start + n], n, mode, hard, c, False)
         if store_state:
             v_out[start:start + n] = v[:n]
 
@@ -188,6 +182,7 @@ def _backward_kernel(x, grad_spikes, grad_x, v_init, grad_v, grad_v_init, lo, hi
     sg = np.empty(block, x.dtype)
     dv_dh = np.empty(block, x.dtype)
     carry = np.empty(block, x.dtype)
+    fired = np.empty(block, x.dtype)
     scale_bits = np.empty(block, ic.dtype)
     scale = scale_bits.view(x.dtype)
     for start in range(lo, hi, block):
@@ -197,8 +192,7 @@ def _backward_kernel(x, grad_spikes, grad_x, v_init, grad_v, grad_v_init, lo, hi
         else:
             v[:n] = reset
         for t in range(steps):
-            _charge(v, x[t, start:start + n], charged[t], n, mode, c)
-            _reset(charged[t], v, n, hard, c)
+            _step(v, x[t, start:start + n], charged[t], fired, n, mode, hard, c, True)
         if has_grad_v:
             carry[:n] = grad_v[start:start + n]
         else:
