@@ -25,6 +25,8 @@ from models.neurons import BACKENDS
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 AMP_MODES = ("auto", "off", "bf16", "fp16")
+RESUMABLE_CHANGES = ("epochs", "data_dir", "download", "workers")
+"""The keys a resumed run may change: how long it trains, and where and how data is read."""
 CHOICES: dict[str, tuple[str, ...]] = {
     "sched": ("cosine", "tanh", "step", "multistep", "poly", "constant"),
     "interpolation": ("bilinear", "bicubic", "nearest", "box", "hamming", "lanczos"),

@@ -107,7 +107,7 @@ def shipped_names(folder: Path) -> list[str]:
 
 def named_yaml(name_or_path: str, folder: Path, what: str) -> Path:
     """A YAML file given by path, or by the name of one shipped in ``folder`` (``what``: a
-    recipe, a study; it names the thing in the error)."""
+    config, a study; it names the thing in the error)."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") and path.is_file():
         return path

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 import yaml
 
-from models.app.config import TrainConfig, build_config, read_recipe
+from models.app.config import RESUMABLE_CHANGES, TrainConfig, build_config, read_recipe
 from models.app.datasets import DATASETS
 from models.app.errors import RunInterrupted, UserError
 from models.app.files import (
@@ -53,7 +53,6 @@ from models.app.files import (
     read_yaml_mapping,
     shipped_names,
 )
-from models.app.training.trainer import RESUMABLE_CHANGES
 
 STUDY_DIR = Path(__file__).resolve().parent / "studies"
 STUDY_KEYS = ("description", "base", "set", "variants", "seeds", "measure_images")
@@ -377,13 +376,15 @@ def _run_cell(study: Study, cell: Cell, folder: Path, progress: bool, device: st
 
     state = cell_state(folder)
     if state in ("pending", "partial"):
+        point = None
         if state == "partial":
             point = load_resume_point(folder)
             done = position(point.epoch, point.batches)
             _progress(study.cells, cell, f"resuming after {done} ({folder})", log)
         else:
             _progress(study.cells, cell, f"training ({folder})", log)
-        train(cell.config, output=folder, progress=progress, device=device, restart=True)
+        train(cell.config, output=folder, resume=point, progress=progress, device=device,
+              restart=True)
     measures = measure_cell(cell, folder, study.measure_images, device)
     atomic_write_text(folder / CELL_JSON, json.dumps(measures, indent=2) + "\n")
     _progress(

@@ -28,7 +28,7 @@ from timm.utils import ModelEmaV3, distribute_bn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from models.app.config import TrainConfig, build_config
+from models.app.config import RESUMABLE_CHANGES, TrainConfig, build_config
 from models.app.data import build_datasets, eval_loader, train_loader
 from models.app.errors import RunInterrupted, TrainingDiverged, UserError
 from models.app.modeling import amp_dtype, check_input, model_for_config
@@ -54,7 +54,6 @@ from models.app.training.run_files import BEST, LAST, RunFolder
 from models.app.training.stage_stats import stage_statistics
 from models.checkpoint import non_finite_tensors
 
-RESUMABLE_CHANGES = ("epochs", "data_dir", "download", "workers")
 LISTED_TENSORS = 3
 """How many non-finite tensors a divergence message names."""
 
@@ -119,15 +118,17 @@ def resume_config(saved: dict[str, Any], overrides: dict[str, Any]) -> TrainConf
 
 def _restart_point(cfg: TrainConfig, output: Path | None,
                    resume: ResumePoint | None, restarted: bool) -> ResumePoint | None:
-    """After torchrun restarted the workers (``--max-restarts``), the last checkpoint of the
-    run folder being written, if it has one: restarted workers run the same command and
-    continue where the run stopped."""
+    """After a restart (torchrun restarting the workers, or ``train(restart=True)``), the last
+    checkpoint of the run folder being written, if it has one: the same command continues
+    where the run stopped. A ``resume`` that is that checkpoint is taken as it is, not read
+    again."""
     if restarted:
         folder = output
         if folder is None and resume is not None and resume.continues_in(None):
             folder = resume.folder
         if folder is not None and (Path(folder) / LAST).is_file():
-            point = load_resume_point(folder)
+            given = resume is not None and resume.continues_in(folder)
+            point = resume if given else load_resume_point(folder)
             _check_changes(point.checkpoint["config"], cfg.to_dict())
             return point
     return resume
