@@ -268,6 +268,36 @@ def test_pruned_model_gives_the_same_intermediates(name, kwargs, dropped) -> Non
     assert len(pruned.feature_info) == 2
 
 
+def test_event_stem_is_a_feature_level_before_the_stages() -> None:
+    kwargs = {"embed_dims": 32, "num_heads": 2, "T": 2}
+    torch.manual_seed(0)
+    model = timm.create_model("maxformer_event", **kwargs).eval()
+    torch.manual_seed(0)
+    hooked = timm.create_model("maxformer_event", features_only=True, feature_cls="hook", **kwargs)
+    x = torch.randn(1, 2, 2, 32, 32)
+    with torch.no_grad():
+        logits = model(x)
+        levels = model.forward_intermediates(x, output_fmt="TNCHW", intermediates_only=True)
+        hooks = hooked.eval()(x)
+        pruned = copy.deepcopy(model)
+        assert pruned.prune_intermediate_layers(indices=[0]) == [0]
+        (stem,) = pruned.forward_intermediates(x, output_fmt="TNCHW", intermediates_only=True)
+    assert [info["reduction"] for info in model.feature_info] == [2, 8, 16]
+    assert [tuple(level.shape) for level in levels] == [
+        (2, 1, 4, 16, 16),
+        (2, 1, 16, 4, 4),
+        (2, 1, 32, 2, 2),
+    ]
+    assert hooked.feature_info.channels() == [4, 16, 32]
+    for level, hook in zip(levels, hooks, strict=True):
+        assert torch.equal(level, hook)
+    assert torch.equal(stem, levels[0])
+    kept = {key.split(".")[1] for key in pruned.state_dict() if key.startswith("patch_embed1.")}
+    assert kept == {"proj_conv", "proj_bn", "max_embed1"}
+    assert not [key for key in pruned.state_dict() if key.startswith(("stage", "patch_embed2"))]
+    assert logits.shape == (1, 10)
+
+
 def test_features_only_gives_time_averaged_stage_outputs() -> None:
     torch.manual_seed(0)
     kwargs = {"embed_dims": 32, "num_heads": 2, "T": 2}

@@ -2,7 +2,12 @@
 
 from models.layers.blocks import BlockSequence, SpikingBlock
 from models.layers.drop_path import TimeMajorDropPath
-from models.layers.embeddings import EMBEDDINGS, create_embedding, embedding_stride
+from models.layers.embeddings import (
+    EMBEDDINGS,
+    create_embedding,
+    embedding_stride,
+    has_stem_level,
+)
 from models.layers.mixers import MIXERS, create_mixer
 from models.layers.mlp import SpikingMLP
 from models.layers.residual import MSBasicBlock
@@ -29,6 +34,7 @@ __all__ = [
     "create_embedding",
     "create_mixer",
     "embedding_stride",
+    "has_stem_level",
     "neuron_factory",
     "per_step",
     "pool",

@@ -140,12 +140,21 @@ class EmbedDownsampleLast(nn.Module):
 
 class EmbedMaxPlus(nn.Module):
     """Embed-Max+ (event stem, stride 8): conv stem, three 3x3 conv + max-pool stages; the
-    shortcut is a stride-4 1x1 conv from the spikes entering the second one."""
+    shortcut is a stride-4 1x1 conv from the spikes entering the second one.
+
+    Its first conv + max-pool stage is a stem with an output of its own (a feature level,
+    as timm's ResNet stem): `forward_stem` `[T, B, C_in, H, W] -> [T, B, dim / 4, H / 2,
+    W / 2]`, then `forward_after_stem` to `[T, B, dim, H / 8, W / 8]`.
+    """
 
     stride = 8
+    stem_stride = 2
+    stem_modules = ("proj_conv", "proj_bn", "lif1", "max_embed1")
+    """The submodules `forward_stem` runs (the others run in `forward_after_stem`)."""
 
     def __init__(self, in_chans: int, dim: int, neuron: NeuronFactory) -> None:
         super().__init__()
+        self.stem_chans = dim // 4
         self.proj_conv = nn.Conv2d(in_chans, dim // 8, 3, padding=1, bias=False)
         self.proj_bn = nn.BatchNorm2d(dim // 8)
         self.lif1 = neuron()
@@ -156,10 +165,15 @@ class EmbedMaxPlus(nn.Module):
         self.max_embed3 = ConvBN(dim // 2, dim, 3, pool="max")
         self.embed1 = ConvBN(dim // 4, dim, 1, stride=4)
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.max_embed1(self.lif1(per_step(x, self.proj_conv), norm=self.proj_bn))
+    def forward_stem(self, x: Tensor) -> Tensor:
+        return self.max_embed1(self.lif1(per_step(x, self.proj_conv), norm=self.proj_bn))
+
+    def forward_after_stem(self, x: Tensor) -> Tensor:
         spikes = self.lif2(x)
         return self.max_embed3(self.lif3(self.max_embed2(spikes))) + self.embed1(spikes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_after_stem(self.forward_stem(x))
 
 
 class QKFormerStem(nn.Module):
@@ -232,6 +246,11 @@ EMBEDDINGS: dict[str, tuple[type[nn.Module], dict]] = {
 def embedding_stride(name: str) -> int:
     """Spatial down-sampling factor of the embedding `name`."""
     return _lookup(name)[0].stride
+
+
+def has_stem_level(name: str) -> bool:
+    """Whether the embedding `name`'s stem is a feature level of its own (`forward_stem`)."""
+    return hasattr(_lookup(name)[0], "forward_stem")
 
 
 def create_embedding(name: str, in_chans: int, dim: int, neuron: NeuronFactory) -> nn.Module:

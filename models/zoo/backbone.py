@@ -8,10 +8,11 @@ a head. What timm and its tools call follows timm's conventions:
 - `forward_head(features, pre_logits)`: global pooling (`global_pool`), the head's neurons,
   the average over time, dropout (`drop_rate`) and the classifier; with `global_pool=""` and
   no classifier, spike rates `[B, C, H, W]`;
-- `forward_intermediates(...)`: stage outputs in timm's `output_fmt="NCHW"` (averaged over
-  time) by default; `output_fmt="TNCHW"` keeps the time axis, `[T, B, C, H, W]`;
-- `features_only=True`: the stage outputs of `forward_intermediates` (NCHW); with
-  `feature_cls="hook"`, what the stage modules return, `[T, B, C, H, W]`.
+- `forward_intermediates(...)`: the outputs of the feature levels (the stages, and a stem
+  with an output of its own) in timm's `output_fmt="NCHW"` (averaged over time) by default;
+  `output_fmt="TNCHW"` keeps the time axis, `[T, B, C, H, W]`;
+- `features_only=True`: the level outputs of `forward_intermediates` (NCHW); with
+  `feature_cls="hook"`, what the level modules return, `[T, B, C, H, W]`.
 
 While training, the neurons' spikes that autograd saves for backward (the inputs of
 convolutions, linear layers and spike-matrix products) are kept in 1 bit per element and
@@ -51,9 +52,13 @@ def head_pool(pool_type: str) -> SelectAdaptivePool2d:
 
 class SpikingBackbone(nn.Module):
     """Subclasses build their layers (under `factory_device(device)`), call `_init_head`,
-    and define `_stages`, `_stage_module_names`, `_pool_and_fire`, `group_matcher` (and
-    `_stem` for layers before the first stage); they name their linear classifier in
-    `classifier_name`."""
+    and define `_levels`, `_level_module_names`, `_pool_and_fire`, `group_matcher` (and
+    `_stem` for layers before the first level); they name their linear classifier in
+    `classifier_name`.
+
+    A feature level is an entry of `feature_info`: a stage, or a stem with an output of its
+    own (the event Max-Former's); `forward_intermediates`, `features_only` and
+    `prune_intermediate_layers` count in levels."""
 
     classifier_name = "head"
     pack_saved_spikes = True
@@ -62,7 +67,6 @@ class SpikingBackbone(nn.Module):
     stride: int
     event_input = False
     """Whether the data are event clips of any length (a static frame is repeated `T` times)."""
-    num_stages: int
     num_features: int
     feature_info: list[dict]
 
@@ -77,15 +81,15 @@ class SpikingBackbone(nn.Module):
         setattr(self, self.classifier_name, head)
 
     def _stem(self, x: Tensor) -> Tensor:
-        """Time-major input `[T, B, C, H, W]` -> the first stage's input."""
+        """Time-major input `[T, B, C, H, W]` -> the first level's input."""
         return x
 
-    def _stages(self) -> list[Stage]:
-        """One callable per stage, `[T, B, C, H, W] -> [T, B, C', H', W']`."""
+    def _levels(self) -> list[Stage]:
+        """One callable per feature level, `[T, B, C, H, W] -> [T, B, C', H', W']`."""
         raise NotImplementedError
 
-    def _stage_module_names(self, index: int) -> list[str]:
-        """Names of the submodules that make up stage `index`."""
+    def _level_module_names(self, index: int) -> list[str]:
+        """Dotted names of the submodules that make up feature level `index`."""
         raise NotImplementedError
 
     def _pool_and_fire(self, x: Tensor) -> Tensor:
@@ -110,22 +114,22 @@ class SpikingBackbone(nn.Module):
     def _run(
         self, x: Tensor, take_indices: list[int], last: int, time_major: bool
     ) -> tuple[Tensor, list[Tensor]]:
-        """The last stage's output `[T, B, C, h, w]` after stages `0..last`, and the outputs
-        of the stages in `take_indices`, `[T, B, C, H, W]` if `time_major`, else `[B, C, H, W]`
-        averaged over time."""
+        """The output `[T, B, C, h, w]` of level `last` (after levels `0..last`), and the
+        outputs of the levels in `take_indices`, `[T, B, C, H, W]` if `time_major`, else
+        `[B, C, H, W]` averaged over time."""
         intermediates = []
         with compact_spikes(self, self._packing()):
             x = to_time_major(x, self.in_chans, self.T, self.stride, self.event_input)
             x = self._stem(x)
-            for i, stage in enumerate(self._stages()[: last + 1]):
-                x = stage(x)
+            for i, level in enumerate(self._levels()[: last + 1]):
+                x = level(x)
                 if i in take_indices:
                     intermediates.append(x if time_major else x.mean(0))
         return x, intermediates
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Images `[B, C, H, W]` or clips `[B, T, C, H, W]` -> `[B, C', H / s, W / s, T]`."""
-        features, _ = self._run(x, [], self.num_stages - 1, time_major=False)
+        features, _ = self._run(x, [], len(self.feature_info) - 1, time_major=False)
         return features.permute(1, 2, 3, 4, 0)
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
@@ -147,11 +151,11 @@ class SpikingBackbone(nn.Module):
         output_fmt: str = "NCHW",
         intermediates_only: bool = False,
     ) -> list[Tensor] | tuple[Tensor, list[Tensor]]:
-        """Stage outputs (membrane potentials) as well as the final features.
+        """Feature-level outputs (membrane potentials) as well as the final features.
 
         `output_fmt="NCHW"` (timm's default) averages each over time, `[B, C, H, W]`;
-        `"TNCHW"` keeps the time axis, `[T, B, C, H, W]`. `indices`: the last n stages if an
-        int, all if None, else the listed stage indices. The final features are those of
+        `"TNCHW"` keeps the time axis, `[T, B, C, H, W]`. `indices`: the last n levels if an
+        int, all if None, else the listed level indices. The final features are those of
         `forward_features`, `[B, C, h, w, T]`. `norm` is accepted for timm's API: these
         networks have no final norm.
         """
@@ -159,8 +163,9 @@ class SpikingBackbone(nn.Module):
             raise ValueError(
                 f"unknown output_fmt {output_fmt!r}; valid: {', '.join(INTERMEDIATE_FORMATS)}"
             )
-        take_indices, max_index = feature_take_indices(self.num_stages, indices)
-        last = max_index if stop_early or intermediates_only else self.num_stages - 1
+        num_levels = len(self.feature_info)
+        take_indices, max_index = feature_take_indices(num_levels, indices)
+        last = max_index if stop_early or intermediates_only else num_levels - 1
         final, intermediates = self._run(x, take_indices, last, output_fmt == "TNCHW")
         if intermediates_only:
             return intermediates
@@ -172,15 +177,16 @@ class SpikingBackbone(nn.Module):
         prune_norm: bool = False,
         prune_head: bool = True,
     ) -> list[int]:
-        """Drop the stages after the last one `indices` takes (as in `forward_intermediates`)
+        """Drop the levels after the last one `indices` takes (as in `forward_intermediates`)
         and, with `prune_head`, the classifier (the pooling and the head's neurons stay);
         returns the indices taken. `prune_norm` is accepted for timm's API: these networks
         have no final norm."""
-        take_indices, max_index = feature_take_indices(self.num_stages, indices)
-        for index in range(max_index + 1, self.num_stages):
-            for name in self._stage_module_names(index):
-                delattr(self, name)
-        self.num_stages = max_index + 1
+        num_levels = len(self.feature_info)
+        take_indices, max_index = feature_take_indices(num_levels, indices)
+        for index in range(max_index + 1, num_levels):
+            for name in self._level_module_names(index):
+                parent, _, child = name.rpartition(".")
+                delattr(self.get_submodule(parent), child)
         self.feature_info = self.feature_info[: max_index + 1]
         if prune_head:
             self.num_features = self.feature_info[-1]["num_chs"]

@@ -12,6 +12,7 @@ from timm.models._features import FeatureGetterNet
 from torch import nn
 
 from models.checkpoint import checkpoint_filter_fn, safe_checkpoint_globals
+from models.layers import has_stem_level
 
 RELEASES = "https://github.com/bic-L/MaxFormer/releases/download/checkpoints/"
 """Where the authors publish the ImageNet checkpoints."""
@@ -94,14 +95,16 @@ def build_spiking_model(
     """timm's `build_model_with_cfg` with our checkpoint filter; weights are read with
     `weights_only=True`, allowing the `argparse.Namespace` the original training scripts store.
     `kwargs` must hold `depths`. Unless `T` is given, a pretrained tag that names T sets it
-    (`maxformer_10_768.t1_in1k` runs with T=1). `features_only=True` gives the stage outputs
-    averaged over time (`forward_intermediates`), of the stages in `out_indices` (default:
-    all)."""
+    (`maxformer_10_768.t1_in1k` runs with T=1). `features_only=True` gives the feature-level
+    outputs averaged over time (`forward_intermediates`), of the levels in `out_indices`
+    (default: all; a first embedding with a stem level adds one before the stages)."""
     if "T" not in kwargs:
         steps = tagged_time_steps(variant, pretrained, kwargs.get("pretrained_cfg"))
         if steps is not None:
             kwargs["T"] = steps
-    out_indices = kwargs.pop("out_indices", tuple(range(len(kwargs["depths"]))))
+    embeds = kwargs.get("embeds")
+    num_levels = len(kwargs["depths"]) + bool(embeds and has_stem_level(embeds[0]))
+    out_indices = kwargs.pop("out_indices", tuple(range(num_levels)))
     with safe_checkpoint_globals():
         return build_model_with_cfg(
             model_cls,

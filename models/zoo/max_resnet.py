@@ -52,8 +52,7 @@ class MaxResNet(SpikingBackbone):
         self.in_chans = in_chans
         self.T = T
         self.neuron = neuron
-        self.num_stages = len(depths)
-        self.stride = 2 ** (self.num_stages - 1)
+        self.stride = 2 ** (len(depths) - 1)
         self.num_features = widths[-1]
         self.grad_checkpointing = False
         make_neuron = neuron_factory(neuron, lif_backend)
@@ -85,10 +84,10 @@ class MaxResNet(SpikingBackbone):
     def _stem(self, x: Tensor) -> Tensor:
         return per_step(x, self.conv1, self.bn1)
 
-    def _stages(self) -> list[Stage]:
-        return [getattr(self, self._stage_module_names(i)[0]) for i in range(self.num_stages)]
+    def _levels(self) -> list[Stage]:
+        return [getattr(self, f"layer{i + 1}") for i in range(len(self.feature_info))]
 
-    def _stage_module_names(self, index: int) -> list[str]:
+    def _level_module_names(self, index: int) -> list[str]:
         return [f"layer{index + 1}"]
 
     def _pool_and_fire(self, x: Tensor) -> Tensor:

@@ -20,6 +20,7 @@ from models.layers import (
     SpikingBlock,
     create_embedding,
     embedding_stride,
+    has_stem_level,
     neuron_factory,
     per_step,
 )
@@ -95,7 +96,8 @@ class SpikingFormer(SpikingBackbone):
         self.T = T
         self.neuron = neuron
         self.event_input = event_input
-        self.num_stages = num_stages
+        self.stem_level = has_stem_level(embeds[0])
+        """Whether the first embedding's stem is a feature level (before the stages)."""
         self.stride = math.prod(embedding_stride(name) for name in embeds)
         self.num_features = dims[-1]
         self.grad_checkpointing = False
@@ -108,10 +110,14 @@ class SpikingFormer(SpikingBackbone):
             for i in range(num_stages):
                 in_dim = in_chans if i == 0 else dims[i - 1]
                 reduction *= embedding_stride(embeds[i])
-                self.add_module(
-                    f"patch_embed{i + 1}",
-                    create_embedding(embeds[i], in_dim, dims[i], make_neuron),
-                )
+                embed = create_embedding(embeds[i], in_dim, dims[i], make_neuron)
+                self.add_module(f"patch_embed{i + 1}", embed)
+                if i == 0 and self.stem_level:
+                    self.feature_info.append({
+                        "num_chs": embed.stem_chans,
+                        "reduction": embed.stem_stride,
+                        "module": f"patch_embed1.{embed.stem_modules[-1]}",
+                    })
                 blocks = [
                     SpikingBlock(
                         dims[i], mixers[i], make_neuron, num_heads=heads[i],
@@ -129,14 +135,26 @@ class SpikingFormer(SpikingBackbone):
         if dtype is not None:
             self.to(dtype=dtype)
 
-    def _stages(self) -> list[Stage]:
-        return [
-            partial(_embed_then_blocks, *(getattr(self, n) for n in self._stage_module_names(i)))
-            for i in range(self.num_stages)
-        ]
+    def _levels(self) -> list[Stage]:
+        stem = self.stem_level
+        levels = []
+        for i in range(len(self.feature_info) - stem):
+            embed = getattr(self, f"patch_embed{i + 1}")
+            if stem and i == 0:
+                embed = embed.forward_after_stem
+            levels.append(partial(_embed_then_blocks, embed, getattr(self, f"stage{i + 1}")))
+        return [self.patch_embed1.forward_stem, *levels] if stem else levels
 
-    def _stage_module_names(self, index: int) -> list[str]:
-        return [f"patch_embed{index + 1}", f"stage{index + 1}"]
+    def _level_module_names(self, index: int) -> list[str]:
+        if not self.stem_level:
+            return [f"patch_embed{index + 1}", f"stage{index + 1}"]
+        stem_modules = self.patch_embed1.stem_modules
+        if index == 0:
+            return [f"patch_embed1.{name}" for name in stem_modules]
+        if index == 1:
+            rest = [n for n, _ in self.patch_embed1.named_children() if n not in stem_modules]
+            return [f"patch_embed1.{name}" for name in rest] + ["stage1"]
+        return [f"patch_embed{index}", f"stage{index}"]
 
     def _pool_and_fire(self, x: Tensor) -> Tensor:
         """Pools the membrane potential, then fires the head's neurons on it."""
@@ -157,7 +175,7 @@ class SpikingFormer(SpikingBackbone):
         self.apply(_init_layer)
 
 
-def _embed_then_blocks(embed: nn.Module, blocks: nn.Module, x: Tensor) -> Tensor:
+def _embed_then_blocks(embed: Stage, blocks: nn.Module, x: Tensor) -> Tensor:
     return blocks(embed(x))
 
 
