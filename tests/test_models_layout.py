@@ -335,3 +335,47 @@ def test_default_checkpoint_sets_time_steps_when_pretrained() -> None:
     assert tagged_time_steps("ms_qkformer_10_768", True, None) == 1
     assert tagged_time_steps("ms_qkformer_10_768", False, None) is None
     assert tagged_time_steps("maxformer_cifar", True, None) is None
+
+
+def default_std(layer: torch.nn.Module) -> float:
+    """Standard deviation of PyTorch's default weights (uniform within 1/sqrt(fan_in))."""
+    fan_in = layer.weight[0].numel()
+    return 1.0 / (3.0 * fan_in) ** 0.5
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, truncated",
+    [
+        ("maxformer_cifar", {}, torch.nn.Linear),
+        ("ms_qkformer_cifar", {}, torch.nn.Linear),
+        ("maxformer_event", {}, torch.nn.Linear),
+        ("maxformer_imagenet", {"embed_dims": 128}, torch.nn.Conv2d),
+        ("ms_qkformer_imagenet", {"embed_dims": 128}, torch.nn.Conv2d),
+    ],
+)
+def test_weights_start_as_the_original_code_starts_them(name, kwargs, truncated) -> None:
+    """The original code draws truncated-normal weights (std 0.02, zero bias) for the linear
+    layers of its CIFAR and event networks and for the 2-D convolutions of its ImageNet ones;
+    every other layer keeps PyTorch's default."""
+    torch.manual_seed(0)
+    model = timm.create_model(name, num_classes=100, **kwargs)
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Conv1d | torch.nn.Conv2d |
+                                                         torch.nn.Linear)]
+    kinds = {type(m) for m in layers}
+    assert truncated in kinds and len(kinds) == 3
+    for layer in layers:
+        if layer.weight.numel() < 2000:
+            continue
+        std = layer.weight.std().item()
+        if isinstance(layer, truncated):
+            assert std == pytest.approx(0.02, rel=0.1)
+            assert layer.bias is None or not layer.bias.any()
+        else:
+            assert std == pytest.approx(default_std(layer), rel=0.1)
+            bound = 1.0 / layer.weight[0].numel() ** 0.5
+            assert layer.weight.abs().max() <= bound
+            assert layer.bias is None or (layer.bias.any() and layer.bias.abs().max() <= bound)
+    model.init_weights()
+    head = model.get_classifier()
+    expected = 0.02 if truncated is torch.nn.Linear else default_std(head)
+    assert head.weight.std().item() == pytest.approx(expected, rel=0.1)

@@ -41,10 +41,12 @@ def heads_per_64_channels(embed_dims: int | tuple[int, ...]) -> int:
 def build_imagenet_layout(
     variant: str, pretrained: bool, layout: dict[str, Any], embed_dims: Any, **kwargs: Any
 ) -> SpikingFormer:
-    """An ImageNet-style model: `embed_dims // 64` heads unless `num_heads` is given."""
+    """An ImageNet-style model: `embed_dims // 64` heads unless `num_heads` is given, and
+    the original ImageNet code's initialisation (truncated-normal 2-D convolutions)."""
     kwargs = {
         "num_heads": heads_per_64_channels(embed_dims),
         "mlp_ratio": 4.0,
+        "weight_init": "conv2d",
         **layout,
         **kwargs,
     }

@@ -31,6 +31,15 @@ from models.zoo.build import drop_path_rates, stage_widths
 __all__ = ["SpikingFormer", "checkpoint_filter_fn"]
 
 
+WEIGHT_INITS: dict[str, tuple[type[nn.Module], ...]] = {
+    "linear": (nn.Linear,),
+    "conv2d": (nn.Conv2d,),
+}
+"""`weight_init` of `SpikingFormer`: the layers that get truncated-normal weights (std 0.02)
+and zero biases, as the original code initialises its networks: "linear" (the CIFAR and event
+networks: their classifier) or "conv2d" (the ImageNet networks: their 2-D convolutions)."""
+
+
 class SpikingFormer(SpikingBackbone):
     """Hierarchical spiking transformer with a configurable embedding and mixer per stage.
 
@@ -56,6 +65,9 @@ class SpikingFormer(SpikingBackbone):
             from 0 at the first block to this rate at the last.
         global_pool: timm's pooling of the head ("avg", "max", "avgmax", "catavgmax", or ""
             for none).
+        weight_init: the layers with truncated-normal weights (a key of `WEIGHT_INITS`:
+            "linear" as the original CIFAR and event code, "conv2d" as its ImageNet code);
+            every other layer keeps PyTorch's default initialisation.
         device, dtype: where and in which precision the parameters are made.
     """
 
@@ -76,6 +88,7 @@ class SpikingFormer(SpikingBackbone):
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         global_pool: str = "avg",
+        weight_init: str = "linear",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -92,6 +105,11 @@ class SpikingFormer(SpikingBackbone):
             raise ValueError(f"num_heads needs one value per stage ({num_stages}), got {num_heads}")
         if T is not None and T < 1:
             raise ValueError(f"T must be >= 1 or None, got {T}")
+        if weight_init not in WEIGHT_INITS:
+            raise ValueError(
+                f"unknown weight_init {weight_init!r}; valid: {', '.join(WEIGHT_INITS)}"
+            )
+        self.weight_init = weight_init
         self.in_chans = in_chans
         self.T = T
         self.neuron = neuron
@@ -170,17 +188,16 @@ class SpikingFormer(SpikingBackbone):
         }
 
     def _init_weights(self) -> None:
-        """Truncated-normal weights (std 0.02) and zero biases for convolutions and linear
-        layers."""
-        self.apply(_init_layer)
+        """Truncated-normal weights (std 0.02) and zero biases for the layers `weight_init`
+        names; the others keep PyTorch's defaults."""
+        layers = WEIGHT_INITS[self.weight_init]
+        for module in self.modules():
+            if isinstance(module, layers):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
 
 def _embed_then_blocks(embed: Stage, blocks: nn.Module, x: Tensor) -> Tensor:
     return blocks(embed(x))
 
-
-def _init_layer(module: nn.Module) -> None:
-    if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear)):
-        nn.init.trunc_normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
