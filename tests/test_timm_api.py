@@ -1,9 +1,9 @@
 """The zoo as timm uses it: constructor arguments, head, checkpointing, layer decay, pretrained
 configs, feature extraction, torch.fx, torch.export and TorchScript's refusal.
 
-A freshly built spiking network is silent in eval mode (no neuron past the first layer
-reaches its threshold before BatchNorm has running statistics), so tests that compare outputs
-first give BatchNorm the statistics of a batch (`calibrated`).
+A freshly built spiking network is silent in eval mode (its first layers' few spikes die out
+and the head's neurons never fire before BatchNorm has running statistics), so tests that
+compare outputs first give BatchNorm the statistics of a batch (`calibrated`).
 """
 
 import copy
