@@ -105,7 +105,12 @@ def test_killed_and_resumed_grid_gives_the_same_csv(straight, tmp_path):
     assert {row["variant"] for row in rows} == {"max-former", "avg-pool x3"}
     assert {row["seed"] for row in rows} == {"0", "1"}
     assert all(row["rate_stage1"] != "" and row["hf_ratio_stage1"] != "" for row in rows)
-    assert float(rows[0]["energy_mj"]) > 0 and float(rows[0]["top1"]) > 15.0  # chance: 10%
+    assert float(rows[0]["energy_mj"]) > 0
+    for row in rows:  # the top-1 of each cell's last epoch, as its own run folder has it
+        with open(folder / row["folder"] / "metrics.csv", newline="") as f:
+            last = list(csv.DictReader(f))[-1]
+        assert last["epoch"] == row["epochs_done"] == "2"
+        assert 0 < float(row["top1"]) == float(last["val_acc1"]) <= 100
     text = (straight_folder / "study.md").read_text()
     assert "## max-former" in text and "## avg-pool x3" in text and " ± " in text
     assert (straight_folder / "study.png").read_bytes()[:4] == b"\x89PNG"

@@ -52,8 +52,9 @@ them, as they do not apply:
 - `test_reset_classifier_keeps_pool`: it asks that max and average pooling give different
   pre-logits on a freshly built model in eval mode. Such a spiking network is silent (while
   BatchNorm has its initial running statistics the first layers' few spikes die out and the
-  head's neurons never fire), so its spike rates are 0 with either pooling. `tests/test_timm_api.py` checks
-  the same contract on a network with BatchNorm statistics of a batch.
+  head's neurons never fire), so its spike rates are 0 with either pooling.
+  `tests/test_timm_api.py` checks the same contract on a network with BatchNorm statistics
+  of a batch.
 - `test_prune_intermediate_layers_last_feature`: it takes a model's pooled output for its
   pooled features, where these models fire neurons in between.
 - `test_catavgmax_unsupported`: the zoo supports concatenated pooling.
