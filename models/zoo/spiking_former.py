@@ -71,6 +71,10 @@ class SpikingFormer(SpikingBackbone):
         device, dtype: where and in which precision the parameters are made.
     """
 
+    stem_level: bool
+    """Whether the first embedding's stem is a feature level of its own, before the stages
+    (Embed-Max+: `forward_stem`)."""
+
     def __init__(
         self,
         embeds: Sequence[str] = ("orig", "max", "max"),
@@ -115,7 +119,6 @@ class SpikingFormer(SpikingBackbone):
         self.neuron = neuron
         self.event_input = event_input
         self.stem_level = has_stem_level(embeds[0])
-        """Whether the first embedding's stem is a feature level (before the stages)."""
         self.stride = math.prod(embedding_stride(name) for name in embeds)
         self.num_features = dims[-1]
         self.grad_checkpointing = False
