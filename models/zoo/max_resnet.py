@@ -85,7 +85,8 @@ class MaxResNet(SpikingBackbone):
         return per_step(x, self.conv1, self.bn1)
 
     def _levels(self) -> list[Stage]:
-        return [getattr(self, f"layer{i + 1}") for i in range(len(self.feature_info))]
+        names = (self._level_module_names(i)[0] for i in range(len(self.feature_info)))
+        return [getattr(self, name) for name in names]
 
     def _level_module_names(self, index: int) -> list[str]:
         return [f"layer{index + 1}"]
