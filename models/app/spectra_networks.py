@@ -26,7 +26,7 @@ from models.checkpoint import (
     read_checkpoint,
     unwrap_state_dict,
 )
-from models.layers import NEURONS
+from models.layers import TWINS
 from models.zoo import SpikingBackbone
 
 
@@ -207,7 +207,7 @@ def networks_from_args(args: argparse.Namespace) -> list[Network]:
     ]
     if args.twins:
         networks = [m for n in networks for m in (n, *(
-            twin(n, other, args) for other in NEURONS if other != n.neuron))]
+            twin(n, other, args) for other in TWINS if other != n.neuron))]
     for network in networks:
         if network.img_size is None:
             raise UserError(f"give --img-size: the input size of {network.label} is unknown")

@@ -14,6 +14,7 @@ from models.layers.residual import MSBasicBlock
 from models.layers.spiking import (
     ATTENTION_THRESHOLD,
     NEURONS,
+    TWINS,
     NeuronFactory,
     neuron_factory,
     per_step,
@@ -30,6 +31,7 @@ __all__ = [
     "MSBasicBlock",
     "SpikingBlock",
     "SpikingMLP",
+    "TWINS",
     "TimeMajorDropPath",
     "create_embedding",
     "create_mixer",

@@ -10,7 +10,14 @@ from functools import partial
 from timm.layers import register_notrace_module
 from torch import Tensor, nn
 
-from models.neurons import MultiStepIF, MultiStepLIF, MultiStepNeuron, MultiStepReLU
+from models.neurons import (
+    ConvertedIF,
+    MultiStepIF,
+    MultiStepLIF,
+    MultiStepNeuron,
+    MultiStepQCFS,
+    MultiStepReLU,
+)
 
 # torch.fx (timm's FX feature extraction, torchvision's create_feature_extractor with timm's
 # leaf modules) keeps every spiking neuron as one call: its time loop is not traced through.
@@ -20,8 +27,16 @@ NeuronFactory = Callable[..., nn.Module]
 """Constructor of a model's neurons: `neuron()` for a standard neuron,
 `neuron(v_threshold=0.5)` for the attention neuron."""
 
-NEURONS = ("lif", "if", "relu")
-"""The neurons a model can be built with (its twins): the same layers and state dict."""
+NEURONS = ("lif", "if", "relu", "qcfs", "if_converted")
+"""The neurons a model can be built with: the same layers; "qcfs" and "if_converted" (an ANN
+trained for conversion, a converted network) add each neuron's threshold to the state dict,
+`<neuron>.threshold`."""
+
+TWINS = ("lif", "if", "relu")
+"""The neurons whose networks share one state dict (twins: one set of weights runs as each)."""
+
+QCFS_LEVELS = 8
+"""Quantisation steps L of the "qcfs" activation (a converted network is exact at T = L)."""
 
 ATTENTION_THRESHOLD = 0.5
 """Firing threshold of the neuron on attention scores (SSA, QK-attention), as published."""
@@ -31,13 +46,24 @@ def _relu(**neuron_kwargs: object) -> nn.Module:
     return MultiStepReLU()
 
 
+def _qcfs(**neuron_kwargs: object) -> nn.Module:
+    return MultiStepQCFS(levels=QCFS_LEVELS)
+
+
+def _converted_if(backend: str, **neuron_kwargs: object) -> nn.Module:
+    return ConvertedIF(backend=backend)
+
+
 def neuron_factory(neuron: str = "lif", backend: str = "auto") -> NeuronFactory:
     """The one place where the models' neurons are configured.
 
     `"lif"`: LIF with tau 2, threshold 1, hard reset to 0, decay_input, detached reset and the
     sigmoid surrogate (alpha 4), spikingjelly 0.0.0.0.12's
     `MultiStepLIFNode(tau=2.0, detach_reset=True)`; `"if"`: the IF neuron with the same
-    threshold, reset and surrogate; `"relu"`: ReLU (the ANN twin; thresholds are ignored).
+    threshold, reset and surrogate; `"relu"`: ReLU (the ANN twin; thresholds are ignored);
+    `"qcfs"`: the ANN twin made for conversion, QCFS with `QCFS_LEVELS` steps and a trained
+    clip; `"if_converted"`: the IF neuron of a converted ANN (soft reset, a threshold per
+    neuron, `models.conversion`; the zoo gates the max-pools of such a network).
     """
     common = dict(v_threshold=1.0, v_reset=0.0, detach_reset=True, surrogate="sigmoid")
     if neuron == "lif":
@@ -46,6 +72,10 @@ def neuron_factory(neuron: str = "lif", backend: str = "auto") -> NeuronFactory:
         return partial(MultiStepIF, backend=backend, **common)
     if neuron == "relu":
         return _relu
+    if neuron == "qcfs":
+        return _qcfs
+    if neuron == "if_converted":
+        return partial(_converted_if, backend=backend)
     raise ValueError(f"unknown neuron {neuron!r}; valid: {', '.join(NEURONS)}")
 
 

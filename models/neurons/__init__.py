@@ -15,15 +15,24 @@ from .functional import (
     numba_available,
     resolve_backend,
 )
-from .modules import MultiStepIF, MultiStepLIF, MultiStepNeuron, MultiStepReLU
+from .modules import (
+    ConvertedIF,
+    MultiStepIF,
+    MultiStepLIF,
+    MultiStepNeuron,
+    MultiStepQCFS,
+    MultiStepReLU,
+)
 from .surrogate import SURROGATES
 
 __all__ = [
     "BACKENDS",
     "SURROGATES",
+    "ConvertedIF",
     "MultiStepIF",
     "MultiStepLIF",
     "MultiStepNeuron",
+    "MultiStepQCFS",
     "MultiStepReLU",
     "NeuronSpec",
     "if_multistep",

@@ -1,4 +1,6 @@
-"""``nn.Module`` wrappers of the multi-step neurons: no parameters, no buffers, no state."""
+"""``nn.Module`` wrappers of the multi-step neurons (no parameters, no buffers, no state), the
+ANN twins' activations (ReLU; QCFS with a trained clip) and the IF neuron of a converted ANN
+(a threshold buffer; membrane carried across calls on request)."""
 
 from __future__ import annotations
 
@@ -80,3 +82,57 @@ class MultiStepReLU(nn.Module):
 
     def forward(self, x: torch.Tensor, norm: nn.Module | None = None) -> torch.Tensor:
         return torch.relu(x if norm is None else norm_per_step(x, norm))
+
+
+class MultiStepQCFS(nn.Module):
+    """The quantisation-clip-floor-shift activation (Bu et al., ICLR 2022), an ANN twin trained
+    for conversion: ``threshold * clip(floor(x L / threshold + 1/2), 0, L) / L`` with a trained
+    ``threshold`` (lambda) and ``levels`` (L) steps; the floor passes gradients straight
+    through. ``[T, ...] -> [T, ...]``, called like a neuron."""
+
+    def __init__(self, levels: int = 8, threshold: float = 1.0) -> None:
+        super().__init__()
+        if levels < 1:
+            raise ValueError(f"levels must be >= 1, got {levels}")
+        self.levels = levels
+        self.threshold = nn.Parameter(torch.tensor(float(threshold)))
+
+    def forward(self, x: torch.Tensor, norm: nn.Module | None = None) -> torch.Tensor:
+        x = x if norm is None else norm_per_step(x, norm)
+        clipped = torch.clamp(x / self.threshold, 0.0, 1.0)
+        steps = torch.floor(clipped * self.levels + 0.5) / self.levels
+        return (clipped + (steps - clipped).detach()) * self.threshold
+
+    def extra_repr(self) -> str:
+        return f"levels={self.levels}"
+
+
+class ConvertedIF(MultiStepNeuron):
+    """The IF neuron of a converted ANN: soft reset at ``threshold`` (a buffer), the membrane
+    starting at ``threshold / 2``, spikes of amplitude ``threshold`` (so their rate times the
+    amplitude approximates the ReLU it replaces). ``[T, ...] -> [T, ...]``.
+
+    While ``carry`` is set, each call starts from the membrane the previous one ended with
+    (a long sequence fed in chunks); ``state`` holds it (``None``: not started)."""
+
+    def __init__(self, threshold: float = 1.0, backend: str = "auto") -> None:
+        spec = NeuronSpec(None, 1.0, None, True, True, "sigmoid", None)
+        super().__init__(spec, backend)
+        self.register_buffer("threshold", torch.tensor(float(threshold)))
+        self.carry = False
+        self.state: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor, norm: nn.Module | None = None) -> torch.Tensor:
+        x = x if norm is None else norm_per_step(x, norm)
+        threshold = self.threshold.to(x.dtype)
+        v_init = self.state if self.carry and self.state is not None else None
+        if v_init is None:
+            v_init = torch.full(x.shape[1:], 0.5, dtype=x.dtype, device=x.device)
+        spikes, v_final = neuron_multistep(x / threshold, self.spec, self.backend, v_init,
+                                           return_state=self.carry)
+        if self.carry:
+            self.state = v_final.detach()
+        return spikes * threshold
+
+    def extra_repr(self) -> str:
+        return f"threshold={float(self.threshold):.4g}, soft reset, backend={self.backend}"

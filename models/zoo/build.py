@@ -12,6 +12,7 @@ from timm.models._features import FeatureGetterNet
 from torch import nn
 
 from models.checkpoint import checkpoint_filter_fn, safe_checkpoint_globals
+from models.conversion import gate_max_pools
 from models.layers import has_stem_level
 
 RELEASES = "https://github.com/bic-L/MaxFormer/releases/download/checkpoints/"
@@ -97,7 +98,8 @@ def build_spiking_model(
     `kwargs` must hold `depths`. Unless `T` is given, a pretrained tag that names T sets it
     (`maxformer_10_768.t1_in1k` runs with T=1). `features_only=True` gives the feature-level
     outputs averaged over time (`forward_intermediates`), of the levels in `out_indices`
-    (default: all; a first embedding with a stem level adds one before the stages)."""
+    (default: all; a first embedding with a stem level adds one before the stages). With
+    neuron "if_converted", the converted network's structure (gated max-pools)."""
     if "T" not in kwargs:
         steps = tagged_time_steps(variant, pretrained, kwargs.get("pretrained_cfg"))
         if steps is not None:
@@ -106,7 +108,7 @@ def build_spiking_model(
     num_levels = len(kwargs["depths"]) + bool(embeds and has_stem_level(embeds[0]))
     out_indices = kwargs.pop("out_indices", tuple(range(num_levels)))
     with safe_checkpoint_globals():
-        return build_model_with_cfg(
+        model = build_model_with_cfg(
             model_cls,
             variant,
             pretrained,
@@ -114,3 +116,4 @@ def build_spiking_model(
             feature_cfg={"feature_cls": StageFeatures, "out_indices": out_indices},
             **kwargs,
         )
+    return gate_max_pools(model) if kwargs.get("neuron") == "if_converted" else model
