@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "energy": "firing rates, MACs, SOPs and energy per layer and stage",
     "spectra": "spatial spectra of every layer, twins, Grad-CAM: where high frequencies go",
     "study": "a grid of training runs (variants x seeds) and its report",
+    "convert": "convert a ReLU- or QCFS-trained checkpoint into an IF network",
 }
 """Subcommand -> one-line help; the module is ``models.app.commands.<subcommand>``."""
 

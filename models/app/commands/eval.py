@@ -17,7 +17,7 @@ import argparse
 import json
 
 from models.app.config import add_config_arguments, config_from_args
-from models.app.options import add_options, show_progress
+from models.app.options import add_options, positive_int, show_progress
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         config_help="recipe for a checkpoint without a saved config (default: digits)",
     )
     parser.add_argument("--ema", action="store_true", help="evaluate the EMA weights")
+    parser.add_argument("--T-values", type=positive_int, nargs="+", metavar="T",
+                        help="a converted network (maxformer convert) at each T: accuracy vs T")
     add_options(parser, "json", "device", "no_progress")
 
 
@@ -62,12 +64,32 @@ def run(args: argparse.Namespace) -> int:
         model = model_for_config(cfg, info)
         load_weights(model, weights, args.checkpoint)
         model.to(ctx.device)
+        if cfg.neuron == "if_converted":  # long runs in chunks, the state carried
+            from models.conversion import ChunkedNetwork
+            model = ChunkedNetwork(model, cfg.T)
+        elif args.T_values:
+            raise UserError("--T-values takes a converted checkpoint (maxformer convert)")
         check_input(model, val_set[0][0], f"{cfg.dataset} at img_size {cfg.img_size}")
         loader = eval_loader(val_set, cfg.batch_size, cfg.workers, ctx)
-        metrics = evaluate(model, loader, ctx, amp_dtype=amp_dtype(cfg.amp, ctx.device),
-                           progress=ctx.is_main and show_progress(args))
+        curve = []
+        for steps in args.T_values or [cfg.T]:
+            if args.T_values:
+                model.T = steps
+            metrics = evaluate(model, loader, ctx, amp_dtype=amp_dtype(cfg.amp, ctx.device),
+                               progress=ctx.is_main and show_progress(args))
+            curve.append({"T": steps, **metrics})
     finally:
         distributed.cleanup()
+    if ctx.is_main and args.T_values:
+        ann = checkpoint.get("conversion", {}).get("ann_acc1")
+        for point in curve:
+            print(f"T={point['T']:4d}: top-1 {point['acc1']:.2f}%  ({point['images_per_sec']:.1f}"
+                  f" images/s)" + ("" if ann is None else f"  ANN {ann:.2f}%"))
+        if args.json:
+            report = {"model": cfg.model, "dataset": cfg.dataset, "ann_acc1": ann,
+                      "curve": curve}
+            atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
+        return 0
     if ctx.is_main:
         print(
             f"{cfg.model} on {cfg.dataset} ({metrics['images']} images): "
