@@ -62,7 +62,7 @@ def test_qcfs_at_T_equal_L_equals_the_quantised_activation_exactly():
         expected = qcfs(z[None])[0]
         closed_form = lam / levels * torch.clamp(torch.floor(z * levels / lam + 0.5), 0, levels)
         neuron = ConvertedIF(threshold=lam, backend="torch").double()
-        rates = neuron(z.expand(levels, -1)).mean(0)
+        rates = neuron(z.expand(levels, -1)).mean(0) * lam
     torch.testing.assert_close(expected, closed_form, rtol=0, atol=1e-12)
     torch.testing.assert_close(rates, expected, rtol=0, atol=1e-12)
 
@@ -82,7 +82,9 @@ def test_a_converted_qcfs_networks_first_neurons_equal_the_anns_at_T_equal_L():
         snn.T = ann.layer1[0].spike1.levels
         snn(x)
     assert float(snn.layer1[0].spike1.threshold) == float(ann.layer1[0].spike1.threshold.detach())
-    torch.testing.assert_close(outputs["snn"].mean(0), outputs["ann"][0], rtol=0, atol=1e-9)
+    threshold = float(snn.layer1[0].spike1.threshold)
+    torch.testing.assert_close(outputs["snn"].mean(0) * threshold, outputs["ann"][0], rtol=0,
+                               atol=1e-9)
 
 
 def test_gated_max_pool_tends_to_the_max_of_rates():
@@ -148,3 +150,23 @@ def test_layers_conversion_cannot_keep_are_refused_in_one_line(build, needle):
 def test_a_relu_network_needs_calibration_images():
     with pytest.raises(ConversionError, match="calibration images"):
         convert(tiny_ann("max_resnet18"))
+
+
+def test_converted_neurons_fire_binary_spikes_and_their_readers_take_the_threshold():
+    """Spikes stay 0/1 (energy counts them as synaptic operations); the threshold goes into
+    the weights of the layers that read them: the head's classifier and the convolutions."""
+    ann = tiny_ann("max_resnet18")
+    x = torch.randn(4, 1, 8, 8)
+    snn = convert(ann, [x], backend="torch")
+    values = set()
+    for module in snn.modules():
+        if isinstance(module, ConvertedIF):
+            module.register_forward_hook(lambda m, a, out: values.update(out.unique().tolist()))
+    snn.T = 6
+    with torch.no_grad():
+        snn(x)
+    assert values <= {0.0, 1.0} and values == {0.0, 1.0}
+    for neuron, reader in (("spike", "fc1"), ("layer1.0.spike2", "layer1.0.conv2")):
+        threshold = float(snn.get_submodule(neuron).threshold)
+        torch.testing.assert_close(snn.get_submodule(reader).weight,
+                                   ann.get_submodule(reader).weight * threshold)

@@ -1,7 +1,8 @@
 """Conversion of a ReLU- or QCFS-trained zoo network into an IF network.
 
-Every ANN activation (ReLU or QCFS) becomes a :class:`models.neurons.ConvertedIF` whose
-threshold is the activation's scale: the `percentile` of its positive outputs on calibration
+Every ANN activation (ReLU or QCFS) becomes a :class:`models.neurons.ConvertedIF` (spikes
+0/1; the layers reading them take its threshold into their weights) whose threshold is the
+activation's scale: the `percentile` of its positive outputs on calibration
 images (robust normalisation, Rueckauer et al. 2017, spikingjelly's `ann2snn`) for ReLU, the
 trained clip lambda for QCFS (Bu et al. 2022). Max-pooling, which these networks apply to
 membrane inputs at every step, becomes :class:`GatedMaxPool` (the max of rates, not the rate
@@ -201,11 +202,68 @@ def convert(
         thresholds = {}
     for name, module in ann.named_modules():
         if isinstance(module, MultiStepQCFS):
-            thresholds[name] = float(module.threshold)
+            thresholds[name] = float(module.threshold.detach())
     snn = copy.deepcopy(ann).eval()
     _replace(snn, ACTIVATIONS, lambda module: ConvertedIF(backend=backend).to(_device(ann)))
-    for name, threshold in thresholds.items():
-        snn.get_submodule(name).threshold.fill_(threshold)
     if hasattr(snn, "neuron"):
         snn.neuron = "if_converted"
-    return gate_max_pools(snn)
+    gate_max_pools(snn)
+    with torch.no_grad():
+        for name, readers in _readers(snn).items():
+            snn.get_submodule(name).threshold.fill_(thresholds[name])
+            for reader in readers:
+                snn.get_submodule(reader).weight.mul_(thresholds[name])
+    return snn
+
+
+WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Linear)
+"""The layers that read spikes (and take their neuron's threshold into their weights)."""
+
+
+@torch.no_grad()
+def _readers(snn: nn.Module) -> dict[str, list[str]]:
+    """The weighted layers that read each IF neuron's spikes, by name, found by replacing the
+    neuron's output with positive values `R`, then `2 R`: a reader's input doubles exactly
+    (the layers between, pooling and means over time or space, are linear). One-line
+    :class:`ConversionError` for a neuron without readers or a layer that reads several."""
+    weighted = {n: m for n, m in snn.named_modules() if isinstance(m, WEIGHTED)}
+    neurons = [n for n, m in snn.named_modules() if isinstance(m, ConvertedIF)]
+    side = 2 * getattr(snn, "stride", 4)
+    weight = next(snn.parameters())
+    probe = torch.zeros(1, snn.in_chans, side, side, device=weight.device, dtype=weight.dtype)
+
+    def inputs(neuron: str, factor: float) -> dict[str, Tensor]:
+        seen: dict[str, Tensor] = {}
+        generator = torch.Generator().manual_seed(0)
+
+        def replace(module: nn.Module, args: tuple, out: Tensor) -> Tensor:
+            return factor * (0.5 + torch.rand(out.shape, generator=generator, dtype=out.dtype)
+                             ).to(out.device)
+
+        handles = [m.register_forward_pre_hook(
+            lambda module, args, key=k: seen.__setitem__(key, args[0].clone()))
+            for k, m in weighted.items()]
+        handles.append(snn.get_submodule(neuron).register_forward_hook(replace))
+        steps_before, snn.T = snn.T, 1
+        try:
+            snn(probe)
+        finally:
+            snn.T = steps_before
+            for handle in handles:
+                handle.remove()
+        return seen
+
+    readers, owner = {}, {}
+    for neuron in neurons:
+        once, twice = inputs(neuron, 1.0), inputs(neuron, 2.0)
+        readers[neuron] = [k for k, x in once.items()
+                           if bool(x.any()) and torch.equal(twice[k], 2 * x)]
+        if not readers[neuron]:
+            raise ConversionError(f"cannot convert {neuron}: no convolution or linear layer "
+                                  "reads its spikes directly")
+        for reader in readers[neuron]:
+            if reader in owner:
+                raise ConversionError(f"cannot convert {reader}: it reads the spikes of "
+                                      f"{owner[reader]} and {neuron}")
+            owner[reader] = neuron
+    return readers

@@ -109,8 +109,9 @@ class MultiStepQCFS(nn.Module):
 
 class ConvertedIF(MultiStepNeuron):
     """The IF neuron of a converted ANN: soft reset at ``threshold`` (a buffer), the membrane
-    starting at ``threshold / 2``, spikes of amplitude ``threshold`` (so their rate times the
-    amplitude approximates the ReLU it replaces). ``[T, ...] -> [T, ...]``.
+    starting at ``threshold / 2``; spikes 0/1, whose rate times ``threshold`` approximates the
+    activation it replaces (conversion folds ``threshold`` into the layers that read them).
+    ``[T, ...] -> [T, ...]``.
 
     While ``carry`` is set, each call starts from the membrane the previous one ended with
     (a long sequence fed in chunks); ``state`` holds it (``None``: not started)."""
@@ -132,7 +133,7 @@ class ConvertedIF(MultiStepNeuron):
                                            return_state=self.carry)
         if self.carry:
             self.state = v_final.detach()
-        return spikes * threshold
+        return spikes
 
     def extra_repr(self) -> str:
         return f"threshold={float(self.threshold):.4g}, soft reset, backend={self.backend}"
