@@ -69,7 +69,7 @@ class TrainConfig:
     model: str = "maxformer_cifar"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     T: int | None = 2
-    neuron: str = "lif"  # lif, if or relu (the ANN twin), for the zoo's models
+    neuron: str = "lif"  # lif, if, relu (the ANN twin), qcfs, if_converted; zoo models only
     lif_backend: str = "auto"  # neuron backend of the zoo's models
     pack_saved_spikes: bool = True  # spikes saved for backward in 1 bit (zoo models)
     # data
