@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from models.app.errors import TrainingDiverged, UserError
 from models.app.training.checkpointing import BEST, LAST, load_resume_point
 from models.app.training.trainer import resume_config, train
 from models.checkpoint import non_finite_tensors
+from models.zoo import SpikingBackbone
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -237,3 +239,41 @@ def test_a_kill_between_the_checkpoints_of_a_new_best_epoch_then_resume(tmp_path
     assert torch.load(run / BEST, weights_only=True)["epoch"] == 1
     _continue(run, 2, **LEARNS)
     _check_equal(run, two_epochs, 2)
+
+
+def test_a_stop_before_the_first_checkpoint_says_so_and_leaves_no_folder(tmp_path, capsys):
+    """SIGTERM while the run is set up (the model's first forward pass, in eval mode): the
+    message says nothing was saved, the folder it made is gone, the same command runs."""
+    run = tmp_path / "run"
+    argv = ["train", "--output", str(run), "--epochs", "1", "--set", "train_samples=32",
+            *TINY_ARGS]
+
+    def hook(module, args):
+        if isinstance(module, SpikingBackbone) and not module.training:
+            handle.remove()
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(hook)
+    try:
+        assert main(argv) == 128 + signal.SIGTERM
+    finally:
+        handle.remove()
+    err = capsys.readouterr().err.strip()
+    assert "interrupted by SIGTERM before epoch 1; nothing was saved yet" in err, err
+    assert "run the same command again" in err and "resumable" not in err
+    assert len(err.splitlines()) == 1 and not run.exists()
+    assert main(argv) == 0 and (run / LAST).is_file()
+
+
+def test_a_folder_a_killed_run_left_without_a_checkpoint_is_taken_again(tmp_path, capsys):
+    """A SIGKILL before the first checkpoint leaves config.yaml: --resume says what to do,
+    and the same --output is taken."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("model: maxformer_cifar\n")
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "stopped before its first checkpoint; start it again with the same command" in err
+    argv = ["train", "--output", str(run), "--epochs", "1", "--set", "train_samples=32",
+            *TINY_ARGS]
+    assert main(argv) == 0 and (run / LAST).is_file()

@@ -19,7 +19,7 @@ import torch
 from models.app.config import check_saved_config
 from models.app.errors import UserError
 from models.app.files import atomic_write
-from models.app.training.run_files import BEST, LAST, METRICS_CSV, Row, read_metrics
+from models.app.training.run_files import BEST, CONFIG_YAML, LAST, METRICS_CSV, Row, read_metrics
 from models.checkpoint import read_checkpoint
 
 __all__ = ["BEST", "LAST", "ResumePoint", "atomic_save", "load_resume_point", "position",
@@ -122,7 +122,10 @@ def resume_path(source: str | Path) -> Path:
     if path.is_dir():
         path = path / LAST
     if not path.is_file():
-        raise UserError(f"cannot resume from {source}: no checkpoint file at {path}")
+        early = path.name == LAST and (path.parent / CONFIG_YAML).is_file()
+        hint = (": the run stopped before its first checkpoint; start it again with the same "
+                f"command (--output {path.parent} is taken)") if early else ""
+        raise UserError(f"cannot resume from {source}: no checkpoint file at {path}{hint}")
     return path
 
 
