@@ -67,21 +67,30 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         with safe_checkpoint_globals():
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise CheckpointError(
-            f"refused to load {os.fspath(path)!r}: it holds objects other than tensors, plain "
-            f"containers and {', '.join(c.__qualname__ for c in SAFE_GLOBALS)} (loading it "
-            "could run code)"
-        ) from err
-    except (EOFError, OSError, RuntimeError) as err:
-        raise CheckpointError(
-            f"cannot read {os.fspath(path)!r} ({err}): the file is truncated, corrupt or not a "
-            "PyTorch checkpoint"
-        ) from err
+        if "global" in str(err).lower():  # a class or function the pickle names
+            raise CheckpointError(
+                f"refused to load {os.fspath(path)!r}: it holds objects other than tensors, "
+                f"plain containers and {', '.join(c.__qualname__ for c in SAFE_GLOBALS)} "
+                "(loading it could run code)"
+            ) from err
+        raise _unreadable(path, "unreadable pickle data") from err
+    except MemoryError:
+        raise
+    except Exception as err:  # torn bytes fail anywhere in the unpickler or the zip reader
+        raise _unreadable(path, str(err) or type(err).__name__) from err
     if not isinstance(checkpoint, Mapping):
         raise CheckpointError(
             f"{os.fspath(path)!r} holds a {type(checkpoint).__name__}, not a state dict"
         )
     return dict(checkpoint)
+
+
+def _unreadable(path: str | os.PathLike, detail: str) -> CheckpointError:
+    first = detail.strip().splitlines()[0][:120]
+    return CheckpointError(
+        f"cannot read {os.fspath(path)!r} ({first}): the file is truncated, corrupt or not a "
+        "PyTorch checkpoint"
+    )
 
 
 def unwrap_state_dict(checkpoint: Mapping[str, Any]) -> dict[str, Tensor]:

@@ -18,7 +18,13 @@ import yaml
 from models.app.bands import DEFAULT_BAND, check_band
 from models.app.datasets import DATASETS, EVENT_DATASETS
 from models.app.errors import UserError
-from models.app.files import atomic_write_text, named_yaml, read_yaml_mapping, shipped_names
+from models.app.files import (
+    atomic_write_text,
+    load_yaml,
+    named_yaml,
+    read_yaml_mapping,
+    shipped_names,
+)
 from models.app.options import add_options, config_overrides
 from models.layers import NEURONS
 from models.neurons import BACKENDS
@@ -294,7 +300,7 @@ def parse_key_values(items: list[str], origin: str = "--set") -> dict[str, Any]:
         if not sep or not key.strip():
             raise UserError(f"{origin} expects key=value, got {item!r}")
         try:
-            value = yaml.safe_load(text) if text.strip() else None
+            value = load_yaml(text) if text.strip() else None
         except yaml.YAMLError as err:
             problem = str(err).splitlines()[0]
             raise UserError(f"{origin} {item!r}: the value is not valid YAML ({problem})") from err
@@ -316,9 +322,20 @@ def parse_assignments(items: list[str]) -> dict[str, Any]:
     return values
 
 
-def build_config(base: dict[str, Any], overrides: dict[str, Any]) -> TrainConfig:
-    """Merge ``overrides`` into ``base`` (both dicts of valid keys) and type-check the result."""
+def merge_keys(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated with ``overrides``; ``model_kwargs`` merged key by key (an override of
+    ``embed_dims`` keeps the recipe's ``mlp_ratio``)."""
     merged = {**base, **overrides}
+    if isinstance(base.get("model_kwargs"), dict) and isinstance(overrides.get("model_kwargs"),
+                                                                 dict):
+        merged["model_kwargs"] = {**base["model_kwargs"], **overrides["model_kwargs"]}
+    return merged
+
+
+def build_config(base: dict[str, Any], overrides: dict[str, Any]) -> TrainConfig:
+    """Merge ``overrides`` into ``base`` (both dicts of valid keys, :func:`merge_keys`) and
+    type-check the result."""
+    merged = merge_keys(base, overrides)
     _check_keys(merged, "the configuration")
     return TrainConfig(**{k: _coerce(k, v) for k, v in merged.items()})
 

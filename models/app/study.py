@@ -43,12 +43,19 @@ import numpy as np
 import torch
 import yaml
 
-from models.app.config import RESUMABLE_CHANGES, TrainConfig, build_config, read_recipe
+from models.app.config import (
+    RESUMABLE_CHANGES,
+    TrainConfig,
+    build_config,
+    merge_keys,
+    read_recipe,
+)
 from models.app.datasets import DATASETS
 from models.app.errors import RunInterrupted, UserError
 from models.app.files import (
     atomic_write,
     atomic_write_text,
+    load_yaml,
     named_yaml,
     read_yaml_mapping,
     shipped_names,
@@ -131,14 +138,6 @@ def _load_spec(name_or_path: str) -> tuple[Path, dict[str, Any]]:
             f"valid keys: {', '.join(STUDY_KEYS)}"
         )
     return path, spec
-
-
-def _merge(config: dict[str, Any], keys: dict[str, Any]) -> dict[str, Any]:
-    """``config`` updated with ``keys``; ``model_kwargs`` merged key by key."""
-    merged = {**config, **keys}
-    if isinstance(config.get("model_kwargs"), dict) and isinstance(keys.get("model_kwargs"), dict):
-        merged["model_kwargs"] = {**config["model_kwargs"], **keys["model_kwargs"]}
-    return merged
 
 
 def _axis_entries(value: Any, where: str, seen: tuple[str, ...]) -> list[tuple[str, dict]]:
@@ -226,7 +225,7 @@ def read_study(name_or_path: str) -> Study:
     for combination in itertools.product(*axes.values()):
         keys: dict[str, Any] = {}
         for _, entry in combination:
-            keys = _merge(keys, entry)
+            keys = merge_keys(keys, entry)
         labels = dict(zip(axes, (name for name, _ in combination), strict=True))
         variants.append(Variant(labels, keys))
     study = Study(
@@ -236,7 +235,7 @@ def read_study(name_or_path: str) -> Study:
     )
     for variant in variants:
         try:
-            config = _merge(_merge(base, settings), variant.settings)
+            config = merge_keys(merge_keys(base, settings), variant.settings)
             for seed in study.seeds:
                 cfg = build_config(config, {"seed": seed})
                 study.cells.append(Cell(len(study.cells), variant, seed, cfg))
@@ -287,7 +286,7 @@ def _check_saved_config(cell: Cell, folder: Path) -> None:
     if not path.is_file():
         return
     try:
-        saved = yaml.safe_load(path.read_text())
+        saved = load_yaml(path.read_text())
         saved = build_config(saved, {}).to_dict()
     except (yaml.YAMLError, UserError, TypeError) as err:
         raise UserError(f"{path} is not a run config ({err}); use another --output") from err

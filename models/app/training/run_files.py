@@ -187,6 +187,9 @@ def _make_folder(path: Path, exist_ok: bool) -> bool:
     try:
         path.mkdir(parents=True, exist_ok=exist_ok)
     except FileExistsError:
+        if path.is_symlink() and not path.exists():
+            raise UserError(f"--output {path} is a symbolic link to {os.readlink(path)}, which "
+                            "does not exist") from None
         if exist_ok:
             raise UserError(f"--output {path} is a file, not a folder") from None
         return False
