@@ -71,34 +71,49 @@ class TrainResult:
 class StopSignals:
     """While active, the first SIGINT/SIGTERM asks the run to stop after the batch in flight.
 
-    A second signal acts as usual (interrupts at once).
+    A second signal acts as usual (interrupts at once). Nested (a study's cell inside the
+    study), the inner one shares the outer one's request: a signal the run did not act on
+    (one after its last batch) still stops the caller.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    _installed: StopSignals | None = None
+    """The outermost active one, whose handlers are installed."""
 
     def __init__(self) -> None:
-        self.signum: int | None = None
+        self._signum: int | None = None
         self._previous: dict[int, Any] = {}
+        self._outer: StopSignals | None = None
 
     def _handle(self, signum, frame) -> None:
-        if self.signum is not None:
+        if self._signum is not None:
             signal.signal(signum, self._previous[signum])
             signal.raise_signal(signum)
             return
-        self.signum = signum
+        self._signum = signum
+
+    @property
+    def signum(self) -> int | None:
+        """The signal that asked to stop, if any."""
+        return self._outer.signum if self._outer is not None else self._signum
 
     def requested(self) -> bool:
         return self.signum is not None
 
     def __enter__(self) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():
+        if StopSignals._installed is not None:
+            self._outer = StopSignals._installed
+        elif threading.current_thread() is threading.main_thread():
             for sig in self.SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handle)
+            StopSignals._installed = self
         return self
 
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+        if StopSignals._installed is self:
+            StopSignals._installed = None
 
 
 def _check_changes(saved: dict[str, Any], values: dict[str, Any]) -> None:
