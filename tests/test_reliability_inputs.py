@@ -106,3 +106,41 @@ def test_a_yaml_alias_bomb_is_refused_in_bounded_memory(tmp_path):
     err = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(err) == 1, done.stderr[-2000:]
     assert "aliases expand to more than" in err[0] and str(recipe) in err[0]
+
+
+def test_a_pickle_that_shares_a_list_many_times_is_refused(tmp_path, capsys):
+    shared = [0] * 10
+    for _ in range(9):  # 10 ** 10 numbers in a few kB
+        shared = [shared] * 10
+    path = tmp_path / "bomb.pt"
+    torch.save({"model": {}, "config": {"lr": shared}}, path)
+    assert path.stat().st_size < 10_000
+    assert main(["eval", "--checkpoint", str(path), "--no-progress"]) == 2
+    err = _one_line(capsys)
+    assert "hold more than" in err and str(path) in err
+
+
+TRAIN = ["train", "--epochs", "1", "--no-progress", "--set", "model_kwargs={embed_dims: 16}",
+         "--T", "1", "--img-size", "8", "--batch-size", "16", "--set", "train_samples=32"]
+
+
+@pytest.mark.parametrize("fault, code, says", [
+    (MemoryError, 2, "error: out of memory; lower --batch-size"),
+    (KeyboardInterrupt, 130, "interrupted by SIGINT"),
+])
+def test_out_of_memory_and_ctrl_c_are_one_line(tmp_path, capsys, fault, code, says):
+    """A CPU out-of-memory, or a Ctrl-C that is not the first (which stops after the batch),
+    in the middle of a forward pass."""
+    from models.zoo import SpikingBackbone
+
+    def hook(module, args):
+        if isinstance(module, SpikingBackbone) and module.training:
+            raise fault
+
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(hook)
+    try:
+        assert main([*TRAIN, "--output", str(tmp_path / "run")]) == code
+    finally:
+        handle.remove()
+    err = _one_line(capsys)
+    assert says in err and not (tmp_path / "run").exists()
