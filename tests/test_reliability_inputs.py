@@ -144,3 +144,12 @@ def test_out_of_memory_and_ctrl_c_are_one_line(tmp_path, capsys, fault, code, sa
         handle.remove()
     err = _one_line(capsys)
     assert says in err and not (tmp_path / "run").exists()
+
+
+def test_an_error_shows_a_large_value_by_type_and_size():
+    from models.app.errors import UserError
+
+    nested = [[0.5] * 10] * 10
+    with pytest.raises(UserError) as wrong:
+        build_config(read_recipe("digits"), {"lr": nested})
+    assert str(wrong.value) == "config key lr expects <class 'float'>, got a list of 10 items"

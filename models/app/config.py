@@ -17,7 +17,7 @@ import yaml
 
 from models.app.bands import DEFAULT_BAND, check_band
 from models.app.datasets import DATASETS, EVENT_DATASETS
-from models.app.errors import UserError
+from models.app.errors import UserError, shown
 from models.app.files import (
     atomic_write_text,
     load_yaml,
@@ -202,7 +202,7 @@ def check_values(cfg: TrainConfig) -> None:
         if len(pair) != 2 or not low_high[0] < pair[0] <= pair[1] <= low_high[1]:
             raise UserError(
                 f"{key} must be [low, high] with {low_high[0]:g} < low <= high <= "
-                f"{low_high[1]:g}, got {pair}"
+                f"{low_high[1]:g}, got {shown(pair)}"
             )
     in_chans = DATASETS[cfg.dataset].in_chans
     for key in ("mean", "std"):
@@ -210,10 +210,10 @@ def check_values(cfg: TrainConfig) -> None:
         if values is not None and len(values) not in (1, in_chans):
             raise UserError(
                 f"{key} needs one value for all channels or one per input channel of "
-                f"{cfg.dataset} ({in_chans}), got {values}"
+                f"{cfg.dataset} ({in_chans}), got {shown(values)}"
             )
     if cfg.std is not None and min(cfg.std) <= 0:
-        raise UserError(f"std must be positive, got {cfg.std}")
+        raise UserError(f"std must be positive, got {shown(cfg.std)}")
 
 
 def config_keys() -> list[str]:
@@ -265,7 +265,7 @@ def _coerce(name: str, value: Any) -> Any:
             return [_coerce_item(name, item, v) for v in value]
         if base in (str, bool, dict) and isinstance(value, base):
             return value
-    raise UserError(f"config key {name} expects {hint}, got {value!r}")
+    raise UserError(f"config key {name} expects {hint}, got {shown(value)}")
 
 
 def _coerce_item(name: str, kind: type, value: Any) -> Any:
@@ -275,7 +275,8 @@ def _coerce_item(name: str, kind: type, value: Any) -> Any:
             return float(value)
     elif isinstance(value, kind):
         return value
-    raise UserError(f"config key {name} expects a list of finite {kind.__name__}s, got {value!r}")
+    raise UserError(f"config key {name} expects a list of finite {kind.__name__}s, got "
+                    f"{shown(value)}")
 
 
 def _misread_mapping(value: Any) -> str | None:

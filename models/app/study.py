@@ -52,7 +52,7 @@ from models.app.config import (
     read_recipe,
 )
 from models.app.datasets import DATASETS
-from models.app.errors import RunInterrupted, UserError
+from models.app.errors import RunInterrupted, UserError, shown
 from models.app.files import (
     atomic_write,
     atomic_write_text,
@@ -215,7 +215,7 @@ def read_study(name_or_path: str) -> Study:
         raise UserError(f"{where}: base must be a recipe name, a YAML path or a mapping")
     settings = spec.get("set") or {}
     if not isinstance(settings, dict):
-        raise UserError(f"{where}: set must be a mapping of config keys, got {settings!r}")
+        raise UserError(f"{where}: set must be a mapping of config keys, got {shown(settings)}")
     if "seed" in settings:
         raise UserError(f"{where}: the seeds key sets the seed, not set")
     axes = _axes(spec.get("variants"), where, (path.stem,))
