@@ -153,3 +153,12 @@ def test_an_error_shows_a_large_value_by_type_and_size():
     with pytest.raises(UserError) as wrong:
         build_config(read_recipe("digits"), {"lr": nested})
     assert str(wrong.value) == "config key lr expects <class 'float'>, got a list of 10 items"
+
+
+@pytest.mark.parametrize("kwargs", ["{embed_dims: -8}", "{mlp_ratio: -1}"])
+def test_negative_model_sizes_are_one_line(tmp_path, capsys, kwargs):
+    argv = ["train", "--set", f"model_kwargs={kwargs}", "--epochs", "1", "--no-progress",
+            "--output", str(tmp_path / "run")]
+    assert main(argv) == 2
+    err = _one_line(capsys)
+    assert "cannot build maxformer_cifar" in err and "negative dimension" in err
