@@ -67,21 +67,64 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         with safe_checkpoint_globals():
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        if "global" in str(err).lower():  # a class or function the pickle names
+            raise CheckpointError(
+                f"refused to load {os.fspath(path)!r}: it holds objects other than tensors, "
+                f"plain containers and {', '.join(c.__qualname__ for c in SAFE_GLOBALS)} "
+                "(loading it could run code)"
+            ) from err
+        raise _unreadable(path, "unreadable pickle data") from err
+    except MemoryError:
+        raise
+    except Exception as err:  # torn bytes fail anywhere in the unpickler or the zip reader
+        raise _unreadable(path, str(err) or type(err).__name__) from err
+    if _expanded_size(checkpoint, {}, PICKLE_ITEMS) > PICKLE_ITEMS:
         raise CheckpointError(
-            f"refused to load {os.fspath(path)!r}: it holds objects other than tensors, plain "
-            f"containers and {', '.join(c.__qualname__ for c in SAFE_GLOBALS)} (loading it "
-            "could run code)"
-        ) from err
-    except (EOFError, OSError, RuntimeError) as err:
-        raise CheckpointError(
-            f"cannot read {os.fspath(path)!r} ({err}): the file is truncated, corrupt or not a "
-            "PyTorch checkpoint"
-        ) from err
+            f"refused {os.fspath(path)!r}: its containers, shared ones counted each time they "
+            f"are used, hold more than {PICKLE_ITEMS} values"
+        )
     if not isinstance(checkpoint, Mapping):
         raise CheckpointError(
             f"{os.fspath(path)!r} holds a {type(checkpoint).__name__}, not a state dict"
         )
     return dict(checkpoint)
+
+
+PICKLE_ITEMS = 10_000_000
+"""The most values (a tensor is one) a checkpoint may hold: a pickle that shares one list
+many times over names billions of values in a few kB, which a message or a copy would walk."""
+
+
+def _expanded_size(value: Any, sizes: dict[int, int], bound: int) -> int:
+    """How many values ``value`` holds, shared containers counted each time they are used,
+    counted up to just past ``bound`` (``sizes``: the containers counted so far)."""
+    if isinstance(value, Mapping):
+        children: Any = (part for pair in value.items() for part in pair)
+    elif isinstance(value, (list, tuple, set)):
+        children = iter(value)
+    elif isinstance(value, argparse.Namespace):
+        children = iter(vars(value).values())
+    else:
+        return 1
+    key = id(value)
+    if key in sizes:
+        return sizes[key]
+    sizes[key] = bound + 1  # while its items are counted: a cycle is unbounded
+    total = 1
+    for child in children:
+        total += _expanded_size(child, sizes, bound)
+        if total > bound:
+            break
+    sizes[key] = total
+    return total
+
+
+def _unreadable(path: str | os.PathLike, detail: str) -> CheckpointError:
+    first = detail.strip().splitlines()[0][:120]
+    return CheckpointError(
+        f"cannot read {os.fspath(path)!r} ({first}): the file is truncated, corrupt or not a "
+        "PyTorch checkpoint"
+    )
 
 
 def unwrap_state_dict(checkpoint: Mapping[str, Any]) -> dict[str, Tensor]:

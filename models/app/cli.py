@@ -82,6 +82,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"maxformer {args.command}: error: out of GPU memory ({first}); lower "
               "--batch-size (or img_size, T)", file=sys.stderr)
         return 2
+    except MemoryError:
+        print(f"maxformer {args.command}: error: out of memory; lower --batch-size (or "
+              "img_size, T, workers)", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"maxformer {args.command}: interrupted by SIGINT", file=sys.stderr)
+        return 128 + 2
 
 
 if __name__ == "__main__":

@@ -17,8 +17,14 @@ import yaml
 
 from models.app.bands import DEFAULT_BAND, check_band
 from models.app.datasets import DATASETS, EVENT_DATASETS
-from models.app.errors import UserError
-from models.app.files import atomic_write_text, named_yaml, read_yaml_mapping, shipped_names
+from models.app.errors import UserError, shown
+from models.app.files import (
+    atomic_write_text,
+    load_yaml,
+    named_yaml,
+    read_yaml_mapping,
+    shipped_names,
+)
 from models.app.options import add_options, config_overrides
 from models.layers import NEURONS
 from models.neurons import BACKENDS
@@ -196,7 +202,7 @@ def check_values(cfg: TrainConfig) -> None:
         if len(pair) != 2 or not low_high[0] < pair[0] <= pair[1] <= low_high[1]:
             raise UserError(
                 f"{key} must be [low, high] with {low_high[0]:g} < low <= high <= "
-                f"{low_high[1]:g}, got {pair}"
+                f"{low_high[1]:g}, got {shown(pair)}"
             )
     in_chans = DATASETS[cfg.dataset].in_chans
     for key in ("mean", "std"):
@@ -204,10 +210,10 @@ def check_values(cfg: TrainConfig) -> None:
         if values is not None and len(values) not in (1, in_chans):
             raise UserError(
                 f"{key} needs one value for all channels or one per input channel of "
-                f"{cfg.dataset} ({in_chans}), got {values}"
+                f"{cfg.dataset} ({in_chans}), got {shown(values)}"
             )
     if cfg.std is not None and min(cfg.std) <= 0:
-        raise UserError(f"std must be positive, got {cfg.std}")
+        raise UserError(f"std must be positive, got {shown(cfg.std)}")
 
 
 def config_keys() -> list[str]:
@@ -259,7 +265,7 @@ def _coerce(name: str, value: Any) -> Any:
             return [_coerce_item(name, item, v) for v in value]
         if base in (str, bool, dict) and isinstance(value, base):
             return value
-    raise UserError(f"config key {name} expects {hint}, got {value!r}")
+    raise UserError(f"config key {name} expects {hint}, got {shown(value)}")
 
 
 def _coerce_item(name: str, kind: type, value: Any) -> Any:
@@ -269,7 +275,8 @@ def _coerce_item(name: str, kind: type, value: Any) -> Any:
             return float(value)
     elif isinstance(value, kind):
         return value
-    raise UserError(f"config key {name} expects a list of finite {kind.__name__}s, got {value!r}")
+    raise UserError(f"config key {name} expects a list of finite {kind.__name__}s, got "
+                    f"{shown(value)}")
 
 
 def _misread_mapping(value: Any) -> str | None:
@@ -294,7 +301,7 @@ def parse_key_values(items: list[str], origin: str = "--set") -> dict[str, Any]:
         if not sep or not key.strip():
             raise UserError(f"{origin} expects key=value, got {item!r}")
         try:
-            value = yaml.safe_load(text) if text.strip() else None
+            value = load_yaml(text) if text.strip() else None
         except yaml.YAMLError as err:
             problem = str(err).splitlines()[0]
             raise UserError(f"{origin} {item!r}: the value is not valid YAML ({problem})") from err
@@ -316,9 +323,20 @@ def parse_assignments(items: list[str]) -> dict[str, Any]:
     return values
 
 
-def build_config(base: dict[str, Any], overrides: dict[str, Any]) -> TrainConfig:
-    """Merge ``overrides`` into ``base`` (both dicts of valid keys) and type-check the result."""
+def merge_keys(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated with ``overrides``; ``model_kwargs`` merged key by key (an override of
+    ``embed_dims`` keeps the recipe's ``mlp_ratio``)."""
     merged = {**base, **overrides}
+    if isinstance(base.get("model_kwargs"), dict) and isinstance(overrides.get("model_kwargs"),
+                                                                 dict):
+        merged["model_kwargs"] = {**base["model_kwargs"], **overrides["model_kwargs"]}
+    return merged
+
+
+def build_config(base: dict[str, Any], overrides: dict[str, Any]) -> TrainConfig:
+    """Merge ``overrides`` into ``base`` (both dicts of valid keys, :func:`merge_keys`) and
+    type-check the result."""
+    merged = merge_keys(base, overrides)
     _check_keys(merged, "the configuration")
     return TrainConfig(**{k: _coerce(k, v) for k, v in merged.items()})
 

@@ -19,6 +19,54 @@ import yaml
 from models.app.errors import UserError
 
 _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp$")
+YAML_NODES = 1_000_000
+"""The most values a YAML text may hold with its aliases expanded (a few kB of aliases can
+name billions of values: whatever walks them, a message or a copy, would exhaust memory)."""
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.safe_load`` with numbers in scientific notation read as numbers (``1e-3``, as
+    YAML 1.2 reads them; YAML 1.1 wants ``1.0e-3``), and a bound on aliases."""
+
+    def compose_document(self) -> yaml.Node:
+        node = super().compose_document()
+        if _expanded_size(node, {}, YAML_NODES) > YAML_NODES:
+            raise yaml.YAMLError(f"its aliases expand to more than {YAML_NODES} values")
+        return node
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], bound: int) -> int:
+    """How many nodes ``node`` holds with aliases expanded, counted up to just past ``bound``
+    (``sizes``: the nodes counted so far; a node that holds itself counts as unbounded)."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    sizes[key] = bound + 1  # while its children are counted: a cycle is unbounded
+    total = 1
+    if isinstance(node, yaml.SequenceNode):
+        children = node.value
+    elif isinstance(node, yaml.MappingNode):
+        children = [part for pair in node.value for part in pair]
+    else:
+        children = []
+    for child in children:
+        total += _expanded_size(child, sizes, bound)
+        if total > bound:
+            break
+    sizes[key] = total
+    return total
+
+
+def load_yaml(text: str) -> Any:
+    """The value of a YAML text (see :class:`_Loader`); raises ``yaml.YAMLError``."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader
 
 
 def temporary_path(path: Path) -> Path:
@@ -122,7 +170,7 @@ def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
     """The mapping in the YAML file ``path`` (an empty file: ``{}``); a file that cannot be
     read, is not YAML or holds no mapping is a one-line :class:`UserError` naming ``what``."""
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        values = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as err:
         problem = " ".join(str(err).split())
         raise UserError(f"{what} {path} is not valid YAML: {problem}") from err

@@ -70,7 +70,7 @@ def create_model(
             kwargs[key] = value
     try:
         return timm.create_model(name, **kwargs)
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, RuntimeError) as err:  # RuntimeError: a negative width
         raise UserError(
             f"cannot build {name} with {kwargs}: {err} (set T: null for a non-spiking model; "
             "check model_kwargs)"

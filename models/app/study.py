@@ -32,6 +32,7 @@ import io
 import itertools
 import json
 import math
+import os
 import re
 import signal
 from collections.abc import Callable, Iterator
@@ -43,12 +44,19 @@ import numpy as np
 import torch
 import yaml
 
-from models.app.config import RESUMABLE_CHANGES, TrainConfig, build_config, read_recipe
+from models.app.config import (
+    RESUMABLE_CHANGES,
+    TrainConfig,
+    build_config,
+    merge_keys,
+    read_recipe,
+)
 from models.app.datasets import DATASETS
-from models.app.errors import RunInterrupted, UserError
+from models.app.errors import RunInterrupted, UserError, shown
 from models.app.files import (
     atomic_write,
     atomic_write_text,
+    load_yaml,
     named_yaml,
     read_yaml_mapping,
     shipped_names,
@@ -59,6 +67,7 @@ STUDY_KEYS = ("description", "base", "set", "variants", "seeds", "measure_images
 MACHINE_KEYS = tuple(key for key in RESUMABLE_CHANGES if key != "epochs")
 """Config keys a cell may change when it resumes (where the data is, how it is read)."""
 CELL_JSON = "cell.json"
+STUDY_YAML = "study.yaml"
 LOCK_FILE = ".study-lock"
 TIMING_COLUMNS = ("train_seconds",)
 """Columns of ``study.csv`` that depend on the machine, not on the run."""
@@ -112,8 +121,9 @@ class Study:
 
 def slug(text: str) -> str:
     """A folder name for ``text``: runs of other characters than letters, digits, ``.``,
-    ``-`` and ``+`` become ``-``."""
-    return re.sub(r"[^A-Za-z0-9.+-]+", "-", text).strip("-").lower()
+    ``-`` and ``+`` become ``-``; leading dots are dropped (no ``..``, no hidden folder),
+    and what is left empty is ``-``."""
+    return re.sub(r"[^A-Za-z0-9.+-]+", "-", text).strip("-").lstrip(".").lower() or "-"
 
 
 def study_names() -> list[str]:
@@ -131,14 +141,6 @@ def _load_spec(name_or_path: str) -> tuple[Path, dict[str, Any]]:
             f"valid keys: {', '.join(STUDY_KEYS)}"
         )
     return path, spec
-
-
-def _merge(config: dict[str, Any], keys: dict[str, Any]) -> dict[str, Any]:
-    """``config`` updated with ``keys``; ``model_kwargs`` merged key by key."""
-    merged = {**config, **keys}
-    if isinstance(config.get("model_kwargs"), dict) and isinstance(keys.get("model_kwargs"), dict):
-        merged["model_kwargs"] = {**config["model_kwargs"], **keys["model_kwargs"]}
-    return merged
 
 
 def _axis_entries(value: Any, where: str, seen: tuple[str, ...]) -> list[tuple[str, dict]]:
@@ -213,7 +215,7 @@ def read_study(name_or_path: str) -> Study:
         raise UserError(f"{where}: base must be a recipe name, a YAML path or a mapping")
     settings = spec.get("set") or {}
     if not isinstance(settings, dict):
-        raise UserError(f"{where}: set must be a mapping of config keys, got {settings!r}")
+        raise UserError(f"{where}: set must be a mapping of config keys, got {shown(settings)}")
     if "seed" in settings:
         raise UserError(f"{where}: the seeds key sets the seed, not set")
     axes = _axes(spec.get("variants"), where, (path.stem,))
@@ -226,7 +228,7 @@ def read_study(name_or_path: str) -> Study:
     for combination in itertools.product(*axes.values()):
         keys: dict[str, Any] = {}
         for _, entry in combination:
-            keys = _merge(keys, entry)
+            keys = merge_keys(keys, entry)
         labels = dict(zip(axes, (name for name, _ in combination), strict=True))
         variants.append(Variant(labels, keys))
     study = Study(
@@ -236,7 +238,7 @@ def read_study(name_or_path: str) -> Study:
     )
     for variant in variants:
         try:
-            config = _merge(_merge(base, settings), variant.settings)
+            config = merge_keys(merge_keys(base, settings), variant.settings)
             for seed in study.seeds:
                 cfg = build_config(config, {"seed": seed})
                 study.cells.append(Cell(len(study.cells), variant, seed, cfg))
@@ -287,7 +289,7 @@ def _check_saved_config(cell: Cell, folder: Path) -> None:
     if not path.is_file():
         return
     try:
-        saved = yaml.safe_load(path.read_text())
+        saved = load_yaml(path.read_text())
         saved = build_config(saved, {}).to_dict()
     except (yaml.YAMLError, UserError, TypeError) as err:
         raise UserError(f"{path} is not a run config ({err}); use another --output") from err
@@ -408,27 +410,65 @@ def run_study(
     are left to it. Raises `RunInterrupted` on SIGINT/SIGTERM (rerun to continue)."""
     i, n = part
     mine = study.cells[i - 1 :: n]
+    check_study_folder(root, study, new=True)
     for cell in study.cells:
         _check_saved_config(cell, root / cell.folder)
-    root.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(root / "study.yaml", yaml.safe_dump(study_record(study), sort_keys=False))
     try:
-        for cell in mine:
-            folder = root / cell.folder
-            if cell_state(folder) == "done":
-                _progress(study.cells, cell, "done before, skipped", log)
-                continue
-            with cell_lock(folder) as mine_now:
-                if not mine_now:
-                    _progress(study.cells, cell, "running in another process, skipped", log)
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot make study folder {root}: {err.strerror or err}") from err
+    atomic_write_text(root / STUDY_YAML, yaml.safe_dump(study_record(study), sort_keys=False))
+    from models.app.training.trainer import StopSignals
+
+    try:
+        with StopSignals() as stop:
+            for cell in mine:
+                _stop_if_asked(stop, f"before cell {cell.index + 1}")
+                folder = root / cell.folder
+                if cell_state(folder) == "done":
+                    _progress(study.cells, cell, "done before, skipped", log)
                     continue
-                _run_cell(study, cell, folder, progress, device, log)
+                with cell_lock(folder) as mine_now:
+                    if not mine_now:
+                        _progress(study.cells, cell, "running in another process, skipped", log)
+                        continue
+                    _run_cell(study, cell, folder, progress, device, log)
+                _stop_if_asked(stop, f"after cell {cell.index + 1} (it is done)")
     except RunInterrupted as err:
         raise RunInterrupted(f"{err}; or rerun the study to resume it", err.exit_code - 128) \
             from err
     except KeyboardInterrupt as err:
         raise RunInterrupted("interrupted by SIGINT; rerun the study to resume it",
                              signal.SIGINT) from err
+
+
+def _stop_if_asked(stop: Any, where: str) -> None:
+    """Raise :class:`RunInterrupted` when ``stop`` (a ``StopSignals``) caught a signal."""
+    if stop.requested():
+        raise RunInterrupted(f"interrupted by {signal.Signals(stop.signum).name} {where}",
+                             stop.signum)
+
+
+def check_study_folder(root: Path, study: Study, new: bool) -> None:
+    """Refuse a ``root`` that is not ``study``'s folder: a file, or a folder that holds other
+    files than the study's cell folders but no ``study.yaml`` (a study writes it first).
+    ``new``: a missing or empty folder is fine (the study makes it)."""
+    if root.exists() and not root.is_dir():
+        raise UserError(f"study folder {root} is a file, not a folder; give another --output")
+    if root.is_symlink() and not root.exists():
+        raise UserError(f"study folder {root} is a symbolic link to {os.readlink(root)}, which "
+                        "does not exist")
+    held = sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) \
+        if root.is_dir() else []
+    cells = {cell.folder.parts[0] for cell in study.cells}
+    if (root / STUDY_YAML).is_file() or (held and set(held) <= cells) or (new and not held):
+        return
+    if not root.exists():
+        raise UserError(f"no study folder at {root}: run the study first")
+    shown = ", ".join(held[:5]) + (", ..." if len(held) > 5 else "")
+    raise UserError(f"{root} is not a study folder (it holds {shown or 'nothing'} but no "
+                    f"{STUDY_YAML}); a study never writes into another folder: give another "
+                    "--output")
 
 
 def study_record(study: Study) -> dict[str, Any]:
@@ -508,9 +548,20 @@ def _fmt(values: list[float], spec: str) -> str:
     return f"{mean:{spec}}" if math.isnan(std) else f"{mean:{spec}} ± {std:{spec}}"
 
 
+def display_names(study: Study) -> list[str]:
+    """The name each variant has in the report: its labels joined with ``, ``, or, where two
+    variants would read the same (``p, q`` + ``r`` and ``p`` + ``q, r``), with `` + ``."""
+    names = [v.name for v in study.variants]
+    return [name if names.count(name) == 1 else " + ".join(v.labels.values())
+            for name, v in zip(names, study.variants, strict=True)]
+
+
 def _by_variant(study: Study, rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The done rows of each variant (by the variant of the row's cell, not its text), under
+    its :func:`display_names` name."""
     done = [r for r in rows if r["state"] == "done"]
-    return {v.name: [r for r in done if r["variant"] == v.name] for v in study.variants}
+    return {name: [r for r in done if study.cells[r["cell"] - 1].variant is v]
+            for name, v in zip(display_names(study), study.variants, strict=True)}
 
 
 def _table(header: list[str], lines: list[list[str]]) -> str:
@@ -557,9 +608,9 @@ def markdown(study: Study, rows: list[dict[str, Any]]) -> str:
         first, second = study.axes
         columns = list(dict.fromkeys(v.labels[second] for v in study.variants))
         table = {}
-        for v in study.variants:
+        for v, name in zip(study.variants, display_names(study), strict=True):
             table.setdefault(v.labels[first], {})[v.labels[second]] = _fmt(
-                [r["top1"] for r in groups[v.name]], ".2f")
+                [r["top1"] for r in groups[name]], ".2f")
         lines += [
             f"## Top-1 (%): {first} by {second}", "",
             _table([first, *columns],
@@ -596,10 +647,10 @@ def _styles(study: Study) -> dict[str, tuple[str, str]]:
     second = (list(dict.fromkeys(v.labels[study.axes[1]] for v in study.variants))
               if len(study.axes) > 1 else [])
     styles = {}
-    for v in study.variants:
+    for v, name in zip(study.variants, display_names(study), strict=True):
         color = f"C{first.index(v.labels[study.axes[0]]) % 10}"
         style = LINE_STYLES[second.index(v.labels[study.axes[1]]) % 4] if second else "-"
-        styles[v.name] = (color, style)
+        styles[name] = (color, style)
     return styles
 
 
@@ -651,8 +702,7 @@ def figure(study: Study, rows: list[dict[str, Any]]) -> bytes:
 def write_report(study: Study, root: Path, device: str = "auto") -> list[Path]:
     """Write ``study.csv`` (one row per cell), ``study.md`` and ``study.png`` under ``root``
     from whatever cells are done; returns their paths."""
-    if not root.is_dir():
-        raise UserError(f"no study folder at {root}: run the study first")
+    check_study_folder(root, study, new=False)
     rows = collect(study, root, device)
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=_columns(rows), lineterminator="\n")

@@ -7,6 +7,8 @@ A checkpoint holds plain containers and tensors only, so it loads with
 from __future__ import annotations
 
 import random
+import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,11 +19,11 @@ import torch
 from models.app.config import check_saved_config
 from models.app.errors import UserError
 from models.app.files import atomic_write
-from models.app.training.run_files import BEST, LAST, METRICS_CSV, Row, read_metrics
+from models.app.training.run_files import BEST, CONFIG_YAML, LAST, METRICS_CSV, Row, read_metrics
 from models.checkpoint import read_checkpoint
 
 __all__ = ["BEST", "LAST", "ResumePoint", "atomic_save", "load_resume_point", "position",
-           "rng_state", "set_rng_state"]
+           "repair_best", "rng_state", "set_rng_state"]
 
 TRAINING_KEYS = ("model", "optimizer", "scheduler", "epoch", "batches_done", "best_acc1",
                  "best_epoch", "rng", "config")
@@ -120,7 +122,10 @@ def resume_path(source: str | Path) -> Path:
     if path.is_dir():
         path = path / LAST
     if not path.is_file():
-        raise UserError(f"cannot resume from {source}: no checkpoint file at {path}")
+        early = path.name == LAST and (path.parent / CONFIG_YAML).is_file()
+        hint = (": the run stopped before its first checkpoint; start it again with the same "
+                f"command (--output {path.parent} is taken)") if early else ""
+        raise UserError(f"cannot resume from {source}: no checkpoint file at {path}{hint}")
     return path
 
 
@@ -136,3 +141,35 @@ def load_resume_point(source: str | Path) -> ResumePoint:
         )
     check_saved_config(checkpoint["config"], str(path))
     return ResumePoint(path, checkpoint)
+
+
+def _saved_epoch(path: Path) -> int | None:
+    """The ``epoch`` a checkpoint file records, or None when there is none to read."""
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"])
+    except Exception:  # missing, torn or foreign: no epoch to trust
+        return None
+
+
+def repair_best(point: ResumePoint) -> None:
+    """Make the folder's ``checkpoint-best.pt`` the epoch that ``point`` (the folder's
+    ``checkpoint-last.pt``) names as best.
+
+    A run writes ``checkpoint-last.pt`` (which records the new best epoch) before
+    ``checkpoint-best.pt``: a kill or a failed write between the two leaves the best file an
+    epoch behind, and only when the best epoch is the last file's own epoch. Then the last
+    file is the best one, and is copied over it (whole or not at all)."""
+    best_epoch = int(point.checkpoint["best_epoch"])
+    best = point.folder / BEST
+    if best_epoch == 0:  # no epoch finished yet: no best file
+        return
+    held = _saved_epoch(best)
+    if held == best_epoch:
+        return
+    if best_epoch == point.epoch and point.batches == 0:
+        with open(point.path, "rb") as source:
+            atomic_write(best, lambda f: shutil.copyfileobj(source, f))
+        return
+    found = "does not exist or cannot be read" if held is None else f"holds epoch {held}"
+    print(f"warning: {best} {found}, but {point.path} records epoch {best_epoch} as the best; "
+          "it is left as it is", file=sys.stderr)

@@ -7,6 +7,7 @@ temporary files of killed runs are removed when a run opens its folder.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import fcntl
 import io
@@ -54,24 +55,28 @@ def read_metrics(path: Path) -> list[Row]:
 class RunFolder:
     """The files of one run; only rank 0 makes one (with :meth:`create` or :meth:`reopen`)."""
 
-    def __init__(self, path: Path, history: Sequence[Row] = ()) -> None:
+    def __init__(self, path: Path, history: Sequence[Row] = (), made: bool = False) -> None:
         self.path = Path(path)
+        self.made = made
+        """Whether this run made the folder (then it removes it when it leaves nothing)."""
         self.rows: list[Row] = list(history)
-        self._lock = _lock(self.path)
+        self._lock: int | None = _lock(self.path)
 
     def close(self) -> None:
         """Let another process write the folder (also when this process ends)."""
-        os.close(self._lock)
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     @classmethod
-    def create(cls, path: Path | None, cfg: TrainConfig, history: Sequence[Row] = (),
-               restart: bool = False) -> RunFolder:
+    def create(cls, path: Path | None, cfg: TrainConfig, history: Sequence[Row] = ()) -> RunFolder:
         """The folder of a new run: ``path``, made now, or when None a new folder of
         :func:`default_run_dir` (a suffix ``-2``, ``-3``, ... when the name is taken).
 
         An existing ``path`` is taken only when it holds no files but hidden ones (locks,
-        temporaries: a run writes none of their names but ``.lock``), or, with ``restart``
-        (torchrun restarting workers), when it holds run files but no checkpoint yet.
+        temporaries: a run writes none of their names but ``.lock``), or run files but no
+        checkpoint: a run that stopped (or was killed) before its first checkpoint left nothing
+        to continue, so the same command starts it again there.
         ``history``: the metrics rows of the epochs a resumed checkpoint already trained.
         """
         if path is None:
@@ -79,21 +84,22 @@ class RunFolder:
             for suffix in range(1, 1000):
                 candidate = base if suffix == 1 else base.with_name(f"{base.name}-{suffix}")
                 if _make_folder(candidate, exist_ok=False):
-                    return cls(candidate, history)
+                    return cls(candidate, history, made=True)
             raise UserError(f"cannot find a free run folder name like {base}")
         path = Path(path).expanduser()
         if path.exists() and not path.is_dir():
             raise UserError(f"--output {path} is a file, not a folder")
+        made = not path.exists()
         _make_folder(path, exist_ok=True)
         held = sorted(p.name for p in path.iterdir() if not p.name.startswith("."))
-        restartable = restart and set(held) <= set(RUN_FILES) - {LAST, BEST}
+        restartable = set(held) <= set(RUN_FILES) - {LAST, BEST, SUMMARY_JSON}
         if held and not restartable:
             shown = ", ".join(held[:5]) + (", ..." if len(held) > 5 else "")
             raise UserError(
                 f"run folder {path} already holds files ({shown}); a new run never replaces "
                 f"them: give another --output, or continue that run with --resume {path}"
             )
-        run = cls(path, history)
+        run = cls(path, history, made=made)
         remove_orphans(path)
         return run
 
@@ -112,6 +118,19 @@ class RunFolder:
             raise
         run.rows = [r for r in rows if int(r["epoch"]) <= epochs_done]
         return run
+
+    def remove_unfinished(self) -> None:
+        """After a stop or a failure before the first checkpoint: remove the run files (and
+        the folder, when this run made it and nothing else is in it) and let go of the folder;
+        a folder that holds a checkpoint is left as it is."""
+        if self.file(LAST).exists() or self.file(BEST).exists():
+            return
+        for name in RUN_FILES:
+            self.file(name).unlink(missing_ok=True)
+        self.close()
+        if self.made:
+            with contextlib.suppress(OSError):  # not empty: temporaries of others, logs
+                self.path.rmdir()
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -168,6 +187,9 @@ def _make_folder(path: Path, exist_ok: bool) -> bool:
     try:
         path.mkdir(parents=True, exist_ok=exist_ok)
     except FileExistsError:
+        if path.is_symlink() and not path.exists():
+            raise UserError(f"--output {path} is a symbolic link to {os.readlink(path)}, which "
+                            "does not exist") from None
         if exist_ok:
             raise UserError(f"--output {path} is a file, not a folder") from None
         return False

@@ -38,6 +38,7 @@ from models.app.training.checkpointing import (
     atomic_save,
     load_resume_point,
     position,
+    repair_best,
     rng_state,
     set_rng_state,
 )
@@ -70,34 +71,49 @@ class TrainResult:
 class StopSignals:
     """While active, the first SIGINT/SIGTERM asks the run to stop after the batch in flight.
 
-    A second signal acts as usual (interrupts at once).
+    A second signal acts as usual (interrupts at once). Nested (a study's cell inside the
+    study), the inner one shares the outer one's request: a signal the run did not act on
+    (one after its last batch) still stops the caller.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    _installed: StopSignals | None = None
+    """The outermost active one, whose handlers are installed."""
 
     def __init__(self) -> None:
-        self.signum: int | None = None
+        self._signum: int | None = None
         self._previous: dict[int, Any] = {}
+        self._outer: StopSignals | None = None
 
     def _handle(self, signum, frame) -> None:
-        if self.signum is not None:
+        if self._signum is not None:
             signal.signal(signum, self._previous[signum])
             signal.raise_signal(signum)
             return
-        self.signum = signum
+        self._signum = signum
+
+    @property
+    def signum(self) -> int | None:
+        """The signal that asked to stop, if any."""
+        return self._outer.signum if self._outer is not None else self._signum
 
     def requested(self) -> bool:
         return self.signum is not None
 
     def __enter__(self) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():
+        if StopSignals._installed is not None:
+            self._outer = StopSignals._installed
+        elif threading.current_thread() is threading.main_thread():
             for sig in self.SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handle)
+            StopSignals._installed = self
         return self
 
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+        if StopSignals._installed is self:
+            StopSignals._installed = None
 
 
 def _check_changes(saved: dict[str, Any], values: dict[str, Any]) -> None:
@@ -175,6 +191,7 @@ class Checkpoints:
                  resume: ResumePoint | None) -> None:
         self.cfg, self.state, self.run = cfg, state, run
         self.last_good = resume.describe() if resume is not None else None
+        self.resumed_from = resume.path if resume is not None else None
 
     def kept(self) -> str:
         if self.last_good is None:
@@ -255,17 +272,17 @@ def _resume(state: TrainingState, cfg: TrainConfig, resume: ResumePoint | None, 
 
 def _open_run(cfg: TrainConfig, ctx: distributed.DistContext, output: Path | None,
               resume: ResumePoint | None, restarted: bool) -> RunFolder | None:
-    """Rank 0 claims the run folder (a new one, or the resumed run's own; after a torchrun
-    restart, one without checkpoints that holds run files); a refusal is raised on every
-    rank."""
+    """Rank 0 claims the run folder (a new one, one a run left without a checkpoint, or the
+    resumed run's own, whose best checkpoint is checked); a refusal is raised on every rank."""
     run, problem = None, None
     if ctx.is_main:
         try:
             if resume is not None and resume.continues_in(output):
                 run = RunFolder.reopen(resume.folder, resume.epoch)
+                repair_best(resume)
             else:
                 history = resume.history() if resume is not None else ()
-                run = RunFolder.create(output, cfg, history, restart=restarted)
+                run = RunFolder.create(output, cfg, history)
             run.write_config(cfg)
             run.write_metrics()
         except UserError as err:
@@ -358,6 +375,10 @@ def _train(cfg, ctx, stop, output, resume, progress, log, restart) -> TrainResul
         }
         if run is not None:
             run.write_summary(summary)
+    except BaseException:
+        if run is not None:
+            run.remove_unfinished()
+        raise
     finally:
         for logger in loggers:
             logger.close()
@@ -462,8 +483,13 @@ class Epochs:
         signum = self.stop.signum or signal.SIGINT
         run = self.checkpoints.run
         folder = run.path if run is not None else "the run folder"
-        return RunInterrupted(
-            f"interrupted by {signal.Signals(signum).name} {where}; saved a resumable "
-            f"checkpoint; continue with: maxformer train --resume {folder}",
-            signum,
-        )
+        saved = run is None or run.file(LAST).exists()
+        if saved:
+            then = f"saved a resumable checkpoint; continue with: maxformer train --resume {folder}"
+        else:
+            source = self.checkpoints.resumed_from
+            then = (f"nothing was saved yet (the run files in {folder} are removed); "
+                    + ("run the same command again" if source is None else
+                       f"continue from {source} again with the same command"))
+        return RunInterrupted(f"interrupted by {signal.Signals(signum).name} {where}; {then}",
+                              signum)
