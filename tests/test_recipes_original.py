@@ -17,7 +17,8 @@ from models.app.config import build_config, read_recipe
 from models.app.data import image_transform
 from models.app.datasets import DATASETS
 from models.app.modeling import amp_dtype
-from models.app.training.engine import _mix
+from models.app.training.distributed import DistContext
+from models.app.training.engine import EpochProgress, TrainStep, _mix, train_one_epoch
 from models.app.training.trainer import _build_state, mixup_active
 
 # cifar10-100/aa_snn.py: _RAND_INCREASING_TRANSFORMS (l. 583) with the level functions
@@ -186,3 +187,21 @@ def test_lr_curve_figure_script_runs(tmp_path) -> None:
 def test_batchnorm_statistics_are_not_averaged_as_in_the_original(name: str) -> None:
     """cifar10-100/train.py:253 (--dist-bn ''), event/ and imagenet/ call no distribute_bn."""
     assert recipe(name).distribute_bn is False
+
+
+def test_training_sets_the_lr_at_every_update_from_the_resumed_position() -> None:
+    """train_one_epoch with `first_update` gives batch k the LR of update first_update + k
+    (what an epoch resumed after some batches starts from), as the original's formula."""
+    cfg = recipe("imagenet_10_768_t4")
+    model = nn.Linear(3, 2)
+    state, _ = _build_state(cfg, model, torch.device("cpu"), 8, 4)
+    seen = []
+    state.optimizer.register_step_pre_hook(
+        lambda opt, args, kwargs: seen.append(opt.param_groups[0]["lr"]))
+    step = TrainStep(state, model, nn.CrossEntropyLoss())
+    batches = [(torch.randn(2, 3), torch.tensor([0, 1])) for _ in range(3)]
+    epoch, done = 5, 1  # epoch 6 resumed after its first of 4 batches
+    train_one_epoch(step, batches, DistContext(0, 1, torch.device("cpu")),
+                    EpochProgress(batches=done), first_update=epoch * 4 + done)
+    expected = [original_lr(1.35e-3, 1e-5, 8, (epoch * 4 + done + k) / 4) for k in range(3)]
+    assert seen == pytest.approx(expected, rel=1e-12)
