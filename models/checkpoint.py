@@ -9,10 +9,14 @@ damaged bytes are refused instead of loading as wrong weights.
 
 import argparse
 import contextlib
+import functools
+import itertools
+import logging
 import os
 import pickle
 import zipfile
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,6 +28,12 @@ SAFE_GLOBALS: tuple[type, ...] = (argparse.Namespace,)
 
 _WRAPPER_KEYS = ("state_dict", "model")
 _PREFIXES = ("module.", "_orig_mod.")
+
+LAYOUTS = Path(__file__).parent / "layouts"
+"""The original code's state-dict layouts (`key<TAB>shape` per line, in its order), one file per
+published configuration."""
+
+_logger = logging.getLogger(__name__)
 
 
 class CheckpointError(RuntimeError):
@@ -167,12 +177,88 @@ def non_finite_tensors(obj: Any, prefix: str = "") -> list[str]:
     return found
 
 
+@functools.cache
+def _layout_orders() -> tuple[tuple[str, ...], ...]:
+    """Key order of every layout in `LAYOUTS`."""
+    orders = []
+    for path in sorted(LAYOUTS.glob("*.tsv")):
+        _, *lines = path.read_text().splitlines()
+        orders.append(tuple(line.split("\t", 1)[0] for line in lines))
+    return tuple(orders)
+
+
+def original_key_order(model: nn.Module) -> list[str]:
+    """The model's state-dict keys in the original code's order: that of the layout in
+    `LAYOUTS` with exactly these keys, or the model's own order when none has them."""
+    keys = list(model.state_dict())
+    for order in _layout_orders():
+        if len(order) == len(keys) and set(order) == set(keys):
+            return list(order)
+    return keys
+
+
+def _shape(tensor: Tensor) -> tuple[int, ...]:
+    return tuple(tensor.shape)
+
+
+def map_by_order(
+    state_dict: Mapping[str, Tensor], model: nn.Module, source: str = "checkpoint"
+) -> dict[str, Tensor]:
+    """`state_dict` renamed to the model's keys by position, as the original's `load_old_ckpt`
+    reads the files saved by older code: the i-th tensor of the file becomes the i-th entry of
+    the original layout (`original_key_order`). Every shape must equal its entry's and the
+    counts must be equal, or :class:`CheckpointError` names the first mismatch in one line;
+    success is said in one log line (`source`, how many tensors)."""
+    expected = model.state_dict()
+    order = original_key_order(model)
+    missing = len(set(expected) - set(state_dict))
+    unexpected = len(set(state_dict) - set(expected))
+    pairs = itertools.zip_longest(state_dict.items(), order)
+    for index, (item, name) in enumerate(pairs):
+        if item is None:
+            problem = (
+                f"the file ends after {len(state_dict)} tensors, before {name!r} "
+                f"{_shape(expected[name])}"
+            )
+        elif name is None:
+            problem = f"tensor {index} {item[0]!r} {_shape(item[1])} is one more than {len(order)}"
+        elif item[1].shape != expected[name].shape:
+            problem = (
+                f"tensor {index} {item[0]!r} {_shape(item[1])} does not fit {name!r} "
+                f"{_shape(expected[name])}"
+            )
+        else:
+            continue
+        raise CheckpointError(
+            f"{source} does not fit {type(model).__name__} by name ({missing} missing, "
+            f"{unexpected} unexpected keys) nor in order: {problem}"
+        )
+    _logger.warning(
+        "%s: names differ from %s's; loaded its %d tensors by order (every shape equals the "
+        "original layout's, in order)",
+        source,
+        type(model).__name__,
+        len(order),
+    )
+    return dict(zip(order, state_dict.values(), strict=True))
+
+
+def _pretrained_source(model: nn.Module) -> str:
+    """Where timm read the pretrained weights from (the model's `pretrained_cfg`)."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    return str(cfg.get("file") or cfg.get("url") or cfg.get("hf_hub_id") or "checkpoint")
+
+
 def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: nn.Module) -> dict[str, Tensor]:
     """timm's pretrained filter: the model's state dict from a published checkpoint.
 
-    Our classes keep the original key names, so the mapping is unwrapping and prefix removal.
+    Our classes keep the original key names, so the mapping is unwrapping and prefix removal;
+    a file whose names differ (saved by older code) is mapped by order (`map_by_order`).
     """
-    return unwrap_state_dict(state_dict)
+    state_dict = unwrap_state_dict(state_dict)
+    if state_dict.keys() == model.state_dict().keys():
+        return state_dict
+    return map_by_order(state_dict, model, _pretrained_source(model))
 
 
 def describe_mismatch(
@@ -196,11 +282,15 @@ def load_checkpoint(
     """Load a checkpoint file or an in-memory checkpoint into `model`.
 
     `source`: a path, a state dict, or a training checkpoint holding one under `"model"` or
-    `"state_dict"`. Shape mismatches always fail; with `strict`, missing or unexpected keys fail
-    too. Errors list every mismatching key. Returns torch's missing / unexpected key lists.
+    `"state_dict"`. Shape mismatches always fail; with `strict`, a file whose names differ from
+    the model's is mapped by order (`map_by_order`) or refused. Errors list every mismatching
+    key. Returns torch's missing / unexpected key lists.
     """
     checkpoint = source if isinstance(source, Mapping) else read_checkpoint(source)
-    state_dict = checkpoint_filter_fn(checkpoint, model)
+    state_dict = unwrap_state_dict(checkpoint)
+    if strict and state_dict.keys() != model.state_dict().keys():
+        name = "checkpoint" if isinstance(source, Mapping) else repr(os.fspath(source))
+        state_dict = map_by_order(state_dict, model, name)
     missing, unexpected, wrong_shape = describe_mismatch(state_dict, model)
     problems = [("wrong shape", wrong_shape)]
     if strict:

@@ -30,7 +30,7 @@ from models.layers import NEURONS
 from models.neurons import BACKENDS
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-AMP_MODES = ("auto", "off", "bf16", "fp16")
+AMP_MODES = ("auto", "auto_fp16", "off", "bf16", "fp16")
 RESUMABLE_CHANGES = ("epochs", "data_dir", "download", "workers")
 """The keys a resumed run may change: how long it trains, and where and how data is read."""
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -38,6 +38,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "interpolation": ("bilinear", "bicubic", "nearest", "box", "hamming", "lanczos"),
     "remode": ("const", "rand", "pixel"),
     "mixup_mode": ("batch", "pair", "elem"),
+    "aa_ops": ("timm", "snn"),
+    "event_cutmix": ("correct", "original"),
 }
 """The valid values of keys that name one of a few choices (``opt``: timm's optimizers)."""
 RANGES: dict[str, tuple[float, float, str]] = {
@@ -63,6 +65,7 @@ RANGES: dict[str, tuple[float, float, str]] = {
     "seed": (0, 2**31 - 1, "[]"),
     "train_samples": (1, math.inf, "[)"),
     "num_classes": (1, math.inf, "[)"),
+    "lr_base_batch": (1, math.inf, "[)"),
 }
 """Numeric keys and their valid range ``(low, high, brackets)``; null keys are not checked."""
 
@@ -94,6 +97,7 @@ class TrainConfig:
     T_train: int | None = None  # train on this many of the T frames, drawn per batch
     # augmentation (timm)
     aa: str | None = None
+    aa_ops: str = "timm"  # RandAugment's operations: timm's 15, or snn (the original CIFAR's 5)
     scale: list[float] = field(default_factory=lambda: [0.08, 1.0])
     ratio: list[float] = field(default_factory=lambda: [3 / 4, 4 / 3])
     hflip: float = 0.5
@@ -108,20 +112,25 @@ class TrainConfig:
     mixup_switch_prob: float = 0.5
     mixup_mode: str = "batch"
     mixup_off_epoch: int = 0
+    event_cutmix: str = "correct"  # original: cut over channel and height of [B, T, C, H, W]
     smoothing: float = 0.1
     # optimisation (timm)
     epochs: int = 30
     batch_size: int = 64
     opt: str = "adamw"
     lr: float = 1e-3
+    lr_base_batch: int | None = None  # lr is per this many images: x global batch / this
     weight_decay: float = 0.06
     sched: str = "cosine"
+    sched_per_step: bool = False  # set the LR at every update (warm-up then sched over the rest)
     min_lr: float = 1e-5
     warmup_epochs: int = 0
     warmup_lr: float = 1e-5
     cooldown_epochs: int = 0
     clip_grad: float | None = None
+    distribute_bn: bool = True  # average BatchNorm statistics over processes after each epoch
     amp: str = "auto"
+    eval_amp: bool = True  # evaluate in the amp dtype too (false: fp32, the original's events)
     ema: bool = False
     ema_decay: float = 0.9998
     seed: int = 42

@@ -27,6 +27,7 @@ from models.app.config import TrainConfig
 from models.app.datasets import DATASETS, EVENT_DATASETS, DatasetInfo
 from models.app.errors import UserError
 from models.app.event_augment import augment_clip
+from models.app.rand_augment import with_snn_operations
 from models.app.training.distributed import DistContext
 
 DIGITS_SPLIT_SEED = 0  # the fixed stratified 80/20 split of the digits
@@ -160,6 +161,8 @@ def image_transform(cfg: TrainConfig, info: DatasetInfo, train: bool):
             f"config (aa {cfg.aa!r}; valid aa: a timm policy such as rand-m9-n1-mstd0.4-inc1, "
             f"augmix-m5-w4-d2, original, v0, 3a): {err}"
         ) from err
+    if cfg.aa_ops == "snn":
+        transform = with_snn_operations(transform)
     return _with_safe_posterize(transform)
 
 

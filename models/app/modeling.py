@@ -174,7 +174,9 @@ def check_input(model: nn.Module, sample: torch.Tensor, what: str) -> None:
 
 
 def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype for ``amp`` mode: ``auto`` is bf16 on CUDA and off on the CPU."""
-    if mode == "auto":
-        return torch.bfloat16 if device.type == "cuda" else None
+    """Autocast dtype for ``amp`` mode: ``auto`` (``auto_fp16``) is bf16 (fp16, with a loss
+    scaler) on CUDA and off on the CPU."""
+    if mode in ("auto", "auto_fp16"):
+        half = torch.bfloat16 if mode == "auto" else torch.float16
+        return half if device.type == "cuda" else None
     return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[mode]

@@ -46,9 +46,11 @@ def topk_correct(logits: torch.Tensor, targets: torch.Tensor, ks=(1, 5)) -> list
     return [int(hit[:, :k].any(dim=1).sum()) for k in ks]
 
 
-def _mix(mixup, inputs: torch.Tensor, targets: torch.Tensor):
-    """timm Mixup/CutMix; event clips ``[B, T, C, H, W]`` are mixed as ``[B, T*C, H, W]``."""
-    if inputs.ndim == 5:
+def _mix(mixup, inputs: torch.Tensor, targets: torch.Tensor, original_cut: bool = False):
+    """timm Mixup/CutMix; event clips ``[B, T, C, H, W]`` are mixed as ``[B, T*C, H, W]``,
+    or with ``original_cut`` as the original event training does, handing timm the 5-D clips:
+    its box, drawn for ``H x W``, then cuts dims 2 and 3 (channel and height)."""
+    if inputs.ndim == 5 and not original_cut:
         b, t, c, h, w = inputs.shape
         mixed, targets = mixup(inputs.reshape(b, t * c, h, w), targets)
         return mixed.reshape(b, t, c, h, w), targets
@@ -108,13 +110,14 @@ class TrainStep:
     frames_per_clip: int | None = None
     amp_dtype: torch.dtype | None = None
     clip_grad: float | None = None
+    original_cut: bool = False  # event CutMix over channel and height (config event_cutmix)
 
     def __call__(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Train on one batch; returns ``[loss, loss finite, weights finite]`` (a tensor on
         the device, read by the caller in its one host sync per batch)."""
         state = self.state
         if self.mixup is not None:
-            inputs, targets = _mix(self.mixup, inputs, targets)
+            inputs, targets = _mix(self.mixup, inputs, targets, self.original_cut)
         if self.frames_per_clip is not None:
             inputs = sample_frames(inputs, self.frames_per_clip)
         _, loss = forward_loss(self.net, inputs, targets, self.criterion, self.amp_dtype)
@@ -173,6 +176,7 @@ def train_one_epoch(
     start: EpochProgress = EpochProgress(),
     stop_requested: Callable[[], bool] = lambda: False,
     bar: tqdm | None = None,
+    first_update: int | None = None,
 ) -> EpochResult:
     """Train ``step`` over ``loader`` (which begins after the ``start.batches`` already
     trained) until it ends or a stop is asked for on some rank.
@@ -182,12 +186,16 @@ def train_one_epoch(
     batch in flight has been trained, so the state saved then is that of a finished batch.
     Raises :class:`TrainingDiverged` after a batch whose loss, or the weights after its step,
     hold NaN or infinity on any rank (nothing of that batch may be saved).
+    With ``first_update``, the scheduler's LR is set per update (``step_update``) before each
+    batch, counting updates from it.
     """
     step.net.train()
     began = time.perf_counter()
     sums = torch.tensor([start.loss_sum, start.samples], dtype=torch.float64, device=ctx.device)
     batches = start.batches
     for inputs, targets in loader:
+        if first_update is not None:
+            step.state.scheduler.step_update(first_update + batches - start.batches)
         inputs = inputs.to(ctx.device, non_blocking=True)
         targets = targets.to(ctx.device, non_blocking=True)
         report = step(inputs, targets)

@@ -178,6 +178,12 @@ def _mixup(cfg: TrainConfig, num_classes: int) -> Mixup | None:
     )
 
 
+def mixup_active(cfg: TrainConfig, epoch: int) -> bool:
+    """Whether mixup/CutMix mixes the batches of epoch ``epoch`` (0-based): until
+    ``mixup_off_epoch`` (0: always)."""
+    return not (cfg.mixup_off_epoch and epoch >= cfg.mixup_off_epoch)
+
+
 def _listed(names: list[str]) -> str:
     more = f" and {len(names) - LISTED_TENSORS} more" if len(names) > LISTED_TENSORS else ""
     return ", ".join(names[:LISTED_TENSORS]) + more
@@ -228,17 +234,38 @@ class Checkpoints:
         self.last_good = f"{self.run.file(LAST)} ({position(epochs_done, progress.batches)})"
 
 
-def _build_state(cfg: TrainConfig, model: nn.Module, device: torch.device):
-    """The training state of ``model`` for ``cfg``, and the number of epochs it schedules."""
-    optimizer = create_optimizer_v2(model, cfg.opt, lr=cfg.lr, weight_decay=cfg.weight_decay)
+def scaled_lr(cfg: TrainConfig, world_size: int) -> float:
+    """The peak LR: ``lr``, or with ``lr_base_batch`` ``lr x global batch / lr_base_batch``
+    (the original ImageNet's ``blr x batch x GPUs / 256``)."""
+    if cfg.lr_base_batch is None:
+        return cfg.lr
+    return cfg.lr * cfg.batch_size * world_size / cfg.lr_base_batch
+
+
+def _build_state(cfg: TrainConfig, model: nn.Module, device: torch.device,
+                 world_size: int = 1, updates_per_epoch: int = 0):
+    """The training state of ``model`` for ``cfg``, and the number of epochs it schedules.
+
+    With ``sched_per_step`` the LR is set at every one of the ``updates_per_epoch`` updates:
+    a linear warm-up from ``warmup_lr`` over ``warmup_epochs``, then the schedule over the
+    remaining ``epochs - warmup_epochs`` (the original ImageNet's ``adjust_learning_rate``)."""
+    if cfg.sched_per_step and cfg.warmup_epochs >= cfg.epochs:
+        raise UserError(f"sched_per_step needs warmup_epochs {cfg.warmup_epochs} below epochs "
+                        f"{cfg.epochs} (the schedule runs over the epochs after the warm-up)")
+    lr = scaled_lr(cfg, world_size)
+    optimizer = create_optimizer_v2(model, cfg.opt, lr=lr, weight_decay=cfg.weight_decay)
+    per_step = cfg.sched_per_step
     scheduler, total_epochs = create_scheduler_v2(
         optimizer,
         sched=cfg.sched,
-        num_epochs=cfg.epochs,
+        num_epochs=cfg.epochs - cfg.warmup_epochs if per_step else cfg.epochs,
         min_lr=cfg.min_lr,
         warmup_lr=cfg.warmup_lr,
         warmup_epochs=cfg.warmup_epochs,
+        warmup_prefix=per_step,
         cooldown_epochs=cfg.cooldown_epochs,
+        step_on_epochs=not per_step,
+        updates_per_epoch=updates_per_epoch,
     )
     scaler = torch.amp.GradScaler(device.type) if amp_dtype(cfg.amp, device) == torch.float16 \
         else None
@@ -347,7 +374,8 @@ def _train(cfg, ctx, stop, output, resume, progress, log, restart) -> TrainResul
     train_set, val_set, info = build_datasets(cfg)
     model = model_for_config(cfg, info).to(ctx.device)
     check_input(model, val_set[0][0], f"{cfg.dataset} at img_size {cfg.img_size}")
-    state, total_epochs = _build_state(cfg, model, ctx.device)
+    train_dl = train_loader(train_set, cfg, ctx)
+    state, total_epochs = _build_state(cfg, model, ctx.device, ctx.world_size, len(train_dl))
     start_epoch, epoch_progress, best = _resume(state, cfg, resume, ctx.rank)
     state.scheduler.step(start_epoch)
     net = model
@@ -356,13 +384,14 @@ def _train(cfg, ctx, stop, output, resume, progress, log, restart) -> TrainResul
         net = DistributedDataParallel(model, device_ids=ids)
     mixup = _mixup(cfg, info.num_classes)
     step = TrainStep(state, net, _criterion(cfg, mixup), mixup, cfg.T_train,
-                     amp_dtype(cfg.amp, ctx.device), cfg.clip_grad)
+                     amp_dtype(cfg.amp, ctx.device), cfg.clip_grad,
+                     cfg.event_cutmix == "original")
     run = _open_run(cfg, ctx, output, resume, restarted)
     loggers: list[MetricsLogger] = []
     try:
         if run is not None:
             loggers = open_loggers(log, run, cfg)
-        epochs = Epochs(cfg, ctx, stop, step, train_loader(train_set, cfg, ctx),
+        epochs = Epochs(cfg, ctx, stop, step, train_dl,
                         eval_loader(val_set, cfg.batch_size, cfg.workers, ctx),
                         Checkpoints(cfg, state, run, resume), loggers, progress, best)
         val = epochs.run(range(start_epoch, total_epochs), epoch_progress)
@@ -423,14 +452,15 @@ class Epochs:
         """Epoch ``epoch`` (0-based) from ``start`` on; a stop saves and raises."""
         self.train_dl.sampler.set_epoch(epoch)
         self.train_dl.sampler.start = start.batches * self.cfg.batch_size
-        mixup, off = self.step.mixup, self.cfg.mixup_off_epoch
-        if mixup is not None and off and epoch >= off:
-            mixup.mixup_enabled = False
+        if self.step.mixup is not None:
+            self.step.mixup.mixup_enabled = mixup_active(self.cfg, epoch)
         bar = tqdm(total=start.batches + len(self.train_dl), initial=start.batches,
                    desc=f"epoch {epoch + 1}/{total}", leave=False, disable=not self.progress)
+        per_epoch = start.batches + len(self.train_dl)
+        first_update = epoch * per_epoch + start.batches if self.cfg.sched_per_step else None
         try:
             result = train_one_epoch(self.step, self.train_dl, self.ctx, start,
-                                     self.stop.requested, bar)
+                                     self.stop.requested, bar, first_update)
         except TrainingDiverged as err:
             raise self.checkpoints.diverged(f"{err} of epoch {epoch + 1}") from err
         finally:
@@ -445,7 +475,7 @@ class Epochs:
         """After epoch ``epoch``: schedule, evaluate, write the metrics row, save."""
         state, run = self.step.state, self.checkpoints.run
         train_loss = result.mean_loss()
-        if self.ctx.distributed:  # average BatchNorm statistics: every rank, the same model
+        if self.ctx.distributed and self.cfg.distribute_bn:  # every rank, the same BN statistics
             distribute_bn(state.model, self.ctx.world_size, reduce=True)
             if state.ema is not None:
                 distribute_bn(state.ema.module, self.ctx.world_size, reduce=True)
@@ -476,8 +506,8 @@ class Epochs:
         return val
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        return evaluate(model, self.val_dl, self.ctx, amp_dtype=self.step.amp_dtype,
-                        progress=self.progress)
+        dtype = self.step.amp_dtype if self.cfg.eval_amp else None
+        return evaluate(model, self.val_dl, self.ctx, amp_dtype=dtype, progress=self.progress)
 
     def interrupted(self, where: str) -> RunInterrupted:
         signum = self.stop.signum or signal.SIGINT
