@@ -21,15 +21,24 @@ from .neuron import (
     neuron_transfer,
 )
 from .probe import LayerSpectrum, SpectrumProbe, first_tensor, is_spiking_neuron
+from .temporal import (
+    LayerTransfer,
+    check_omegas,
+    predicted_gain_db,
+    spike_train_spectrum,
+    temporal_transfer,
+)
 
 __all__ = [
     "DIAGONAL_EPSILON",
     "METHODS",
     "LayerSpectrum",
+    "LayerTransfer",
     "Spectrum",
     "SpectrumAccumulator",
     "SpectrumProbe",
     "cascade_transfer",
+    "check_omegas",
     "delta_log_amplitude",
     "estimate_transfer_welch",
     "first_tensor",
@@ -39,5 +48,8 @@ __all__ = [
     "lif_cutoff",
     "measure_neuron_response",
     "neuron_transfer",
+    "predicted_gain_db",
     "radial_profile",
+    "spike_train_spectrum",
+    "temporal_transfer",
 ]
