@@ -13,6 +13,16 @@ from .feature import (
     is_binary,
     radial_profile,
 )
+from .fourier import (
+    FourierHeatMap,
+    band_mask,
+    band_noise,
+    band_noise_accuracy,
+    centred_frequencies,
+    fourier_basis,
+    fourier_heat_map,
+    gradient_spectrum,
+)
 from .neuron import (
     cascade_transfer,
     estimate_transfer_welch,
@@ -30,6 +40,7 @@ from .temporal import (
 )
 
 __all__ = [
+    "FourierHeatMap",
     "DIAGONAL_EPSILON",
     "METHODS",
     "LayerSpectrum",
@@ -37,11 +48,18 @@ __all__ = [
     "Spectrum",
     "SpectrumAccumulator",
     "SpectrumProbe",
+    "band_mask",
+    "band_noise",
+    "band_noise_accuracy",
     "cascade_transfer",
+    "centred_frequencies",
     "check_omegas",
     "delta_log_amplitude",
     "estimate_transfer_welch",
     "first_tensor",
+    "fourier_basis",
+    "fourier_heat_map",
+    "gradient_spectrum",
     "high_frequency_ratio",
     "is_binary",
     "is_spiking_neuron",
