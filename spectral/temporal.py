@@ -6,8 +6,10 @@ low-pass filters in time. `temporal_transfer` measures that on any network that 
 (a time axis in its input): every image gets a temporal sinusoid of amplitude ``eps`` added to
 every pixel over ``warmup + steps`` time steps (as a cosine, ``eps cos(omega t)``, which unlike
 the sine does not vanish at ``omega = pi``), and each probed layer's output is fitted per element
-with ``c + p sin(omega t) + q cos(omega t)`` after the warm-up (a lock-in); its response is
-``q - j p`` (the complex gain of a linear time-invariant layer). Frequencies ``omega`` are in
+with ``c + p sin(omega t) + q cos(omega t)`` after the warm-up (a lock-in), less the same
+layer's output without drive (what a spiking layer does on its own, such as the oscillation of
+a neuron under constant input, is not the drive's); its response is ``q - j p`` (the complex
+gain of a linear time-invariant layer). Frequencies ``omega`` are in
 rad per step, in ``(0, pi]``.
 """
 
@@ -40,16 +42,18 @@ __all__ = [
 class LayerTransfer:
     """The temporal transfer from the input to one layer's output, at each drive frequency.
 
-    ``gain [F]``: root mean square over the layer's output elements of their lock-in response
-    per unit drive; ``gain_db [F]``: the same in dB relative to the lowest frequency;
-    ``phase [F]``: the phase (rad) of each element's response relative to its own at the lowest
-    frequency, averaged with weights ``|R(omega)| |R(omega_0)|`` (so output signs cancel);
-    ``floor [F]``: the gain the same lock-in reads without drive (noise, transients: a gain at
-    or below it means nothing); ``slope``: the layer's rate against a constant drive, root mean
-    square over elements (the ``k`` of Eq. 9-10, times ``W``); ``neurons``: how many probed
-    neurons ran before or at this layer (the ``L`` of its Eq. 12 prediction); ``spectrum [K]``:
-    the mean power spectrum of its output over time without drive (the paper's Fig. 3 view), at
-    frequencies ``spectrum_omegas`` of `temporal_transfer`'s result.
+    - ``gain [F]``: root mean square over the layer's output elements of their lock-in
+      response per unit drive; ``gain_db [F]``: the same in dB relative to the lowest omega.
+    - ``phase [F]``: the phase (rad) of each element's response relative to its own at the
+      lowest omega, averaged with weights ``|R(omega)| |R(omega_0)|`` (output signs cancel).
+    - ``floor [F]``: the gain the lock-in would read from the fit's residual were it white
+      noise (its standard error: a gain at or below it means nothing).
+    - ``slope``: the layer's rate against a constant drive, root mean square over elements
+      (the ``k`` of Eq. 9-10, times ``W``).
+    - ``neurons``: how many probed neurons ran before or at this layer, in call order (the
+      ``L`` of its Eq. 12 prediction).
+    - ``spectrum [K]``: the mean power spectrum of its output over time without drive (the
+      paper's Fig. 3 view), at the ``spectrum_omegas`` of `temporal_transfer`'s result.
     """
 
     name: str
@@ -120,18 +124,20 @@ class _Layer:
         self.reference: torch.Tensor | None = None
 
 
-def _lock_in(y: torch.Tensor, omegas: np.ndarray, warmup: int) -> torch.Tensor:
-    """Complex lock-in responses ``[F, N]`` (``q - j p``) of signals ``y [T, N]`` after
-    ``warmup`` steps, fitted with a constant, ``sin(omega t)`` and ``cos(omega t)``."""
+def _lock_in(y: torch.Tensor, omega: float, warmup: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lock-in of signals ``y [T, N]`` after ``warmup`` steps, fitted by least squares with a
+    constant, ``sin(omega t)`` and ``cos(omega t)``: the complex responses ``q - j p`` ``[N]``
+    and the expected ``|q - j p|^2`` ``[N]`` of the fit's residual were it white noise."""
     t = np.arange(y.shape[0], dtype=float)[warmup:]
-    out = []
-    for w in omegas:
-        basis = np.stack([np.ones_like(t), np.sin(w * t), np.cos(w * t)], axis=1)
-        pinv = torch.as_tensor(np.linalg.pinv(basis, rcond=1e-9), dtype=torch.float64,
-                               device=y.device)
-        coef = pinv @ y[warmup:]
-        out.append(torch.complex(coef[2], -coef[1]))
-    return torch.stack(out)
+    basis = np.stack([np.ones_like(t), np.sin(omega * t), np.cos(omega * t)], axis=1)
+    pinv = np.linalg.pinv(basis, rcond=1e-9)
+    y = y[warmup:]
+    coef = torch.as_tensor(pinv, dtype=torch.float64, device=y.device) @ y
+    residual = y - torch.as_tensor(basis, dtype=torch.float64, device=y.device) @ coef
+    rank = np.linalg.matrix_rank(basis, tol=1e-9 * np.abs(basis).max())
+    variance = residual.pow(2).sum(0) / max(len(t) - rank, 1)
+    spread = float((pinv[1] ** 2).sum() + (pinv[2] ** 2).sum())
+    return torch.complex(coef[2], -coef[1]), variance * spread
 
 
 def temporal_transfer(
@@ -147,6 +153,7 @@ def temporal_transfer(
     time_axis: int = 1,
     layer_time_axis: int = 0,
     progress: Callable[[int], None] | None = None,
+    before: Callable[[], None] | None = None,
 ) -> tuple[np.ndarray, list[LayerTransfer], np.ndarray]:
     """Gain and phase from the input to each probed layer at each drive frequency.
 
@@ -160,6 +167,7 @@ def temporal_transfer(
         neuron_types: the probed modules that count as spiking neurons for Eq. 12.
         layer_time_axis: the time axis of the probed outputs (time-major: 0).
         progress: called with 1 after each forward pass.
+        before: called before each forward pass (to reset a stateful network).
 
     Returns:
         ``(omegas, layers, spectrum_omegas)``: the sorted frequencies ``[F]``, one
@@ -203,6 +211,8 @@ def temporal_transfer(
 
     def run(x: torch.Tensor, drive: torch.Tensor) -> dict[str, torch.Tensor]:
         outputs.clear()
+        if before is not None:
+            before()
         shape = [1] * (x.ndim + 1)
         shape[time_axis] = length
         clip = x.unsqueeze(time_axis) + drive.to(x.dtype).reshape(shape).to(x.device)
@@ -219,11 +229,10 @@ def temporal_transfer(
                 rest = run(x, torch.zeros(length))
                 up = run(x, torch.full((length,), float(eps)))
                 down = run(x, torch.full((length,), -float(eps)))
-                driven = {}
+                driven: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
                 for w in omega:
                     for name, y in run(x, eps * torch.cos(w * t)).items():
-                        driven.setdefault(name, []).append(_lock_in(y, np.array([w]),
-                                                                    warmup)[0])
+                        driven.setdefault(name, []).append(_lock_in(y - rest[name], w, warmup))
                 count = 0
                 for name in order:
                     if name in neurons:
@@ -232,11 +241,11 @@ def temporal_transfer(
                         module = dict(modules)[name]
                         layers[name] = _Layer(name, module, name in neurons, count, omega.size)
                     layer = layers[name]
-                    response = torch.stack(driven[name]) / eps  # [F, N]
-                    noise = _lock_in(rest[name], omega, warmup) / eps
+                    response = torch.stack([r for r, _ in driven[name]]) / eps  # [F, N]
+                    noise = torch.stack([n for _, n in driven[name]]) / eps ** 2
                     layer.power += (response.abs() ** 2).sum(1).cpu().numpy()
                     layer.cross += (response * response[0].conj()).sum(1).cpu().numpy()
-                    layer.floor += (noise.abs() ** 2).sum(1).cpu().numpy()
+                    layer.floor += noise.sum(1).cpu().numpy()
                     rate = (up[name][warmup:].mean(0) - down[name][warmup:].mean(0)) / (2 * eps)
                     layer.slope += float((rate ** 2).sum())
                     layer.elements += response.shape[1]

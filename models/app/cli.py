@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "eval": "evaluate a checkpoint: top-1, top-5, loss, images/s",
     "energy": "firing rates, MACs, SOPs and energy per layer and stage",
     "spectra": "spatial spectra of every layer, twins, Grad-CAM: where high frequencies go",
+    "transfer": "temporal transfer through every layer, measured beside Eq. 12",
     "study": "a grid of training runs (variants x seeds) and its report",
 }
 """Subcommand -> one-line help; the module is ``models.app.commands.<subcommand>``."""
