@@ -18,6 +18,8 @@ COMMANDS: dict[str, str] = {
     "energy": "firing rates, MACs, SOPs and energy per layer and stage",
     "spectra": "spatial spectra of every layer, twins, Grad-CAM: where high frequencies go",
     "transfer": "temporal transfer through every layer, measured beside Eq. 12",
+    "heatmap": "Fourier heat map: error and loss under each 2-D Fourier basis perturbation",
+    "bandnoise": "accuracy under Gaussian noise restricted to spatial-frequency bands",
     "study": "a grid of training runs (variants x seeds) and its report",
 }
 """Subcommand -> one-line help; the module is ``models.app.commands.<subcommand>``."""

@@ -69,7 +69,8 @@ def forward_reset(network: Network):
     return lambda: reset_states(network.model)
 
 
-def progress_bar(args: argparse.Namespace, total: int, label: str, unit: str):
+def progress_bar(args: argparse.Namespace, total: int | None, label: str, unit: str):
+    """A tqdm bar unless --no-progress (or stderr is no terminal)."""
     from tqdm import tqdm
     return tqdm(total=total, desc=label, unit=unit, disable=not show_progress(args))
 

@@ -27,7 +27,7 @@ from models.app.options import resolve_device
 from models.app.spectra_networks import Network
 from models.app.spectra_report import write_atomic
 from models.neurons import MultiStepNeuron, MultiStepReLU
-from models.zoo import SpikingBackbone
+from models.zoo import SpikingBackbone, zoo_model_names
 from spectral import check_omegas, predicted_gain_db, temporal_transfer
 
 TRANSFER_JSON, TRANSFER_PNG = "transfer.json", "transfer.png"
@@ -105,7 +105,7 @@ def measure(network: Network, args: argparse.Namespace, device: torch.device,
             "omega": omega.tolist(), "gain": values(layer.gain),
             "gain_db": values(layer.gain_db), "predicted_db": values(predicted),
             "phase": values(layer.phase), "floor": values(layer.floor),
-            "floor_db": values(20 * np.log10(layer.floor / layer.gain[0])),
+            "floor_db": values(_db_of(layer.floor / layer.gain[0])),
             "slope": layer.slope, "spike_spectrum": values(layer.spectrum),
         })
     return record, rows
@@ -137,6 +137,11 @@ def plot(report: dict[str, Any], path: Path) -> None:
     write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
 
 
+def _db_of(ratio: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 20 * np.log10(ratio)
+
+
 def _db(value: float | None) -> str:
     return "n/a dB" if value is None else f"{value:.2f} dB"
 
@@ -146,6 +151,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--eps must be a number > 0 (the drive amplitude), got {args.eps}")
     omegas = omega_grid(args)
     device = resolve_device(args.device)
+    if not args.checkpoint and args.model is not None and ":" not in args.model and \
+            args.model.split(".")[0] not in zoo_model_names():
+        raise UserError(f"--model {args.model} has no time axis (it takes no clips "
+                        "[B, T, C, H, W]); temporal transfer needs one of the zoo's networks: "
+                        f"{', '.join(zoo_model_names())}")
     nets = networks(args)
     report: dict[str, Any] = {"eps": args.eps, "omega": omegas.tolist(), "networks": [],
                               "layers": []}
