@@ -1,4 +1,6 @@
-"""Low-pass behaviour of spiking networks: neuron frequency responses and feature spectra.
+"""Low-pass behaviour of spiking networks: neuron frequency responses, feature spectra, the
+temporal transfer through a network's layers (`temporal`) and what spatial frequencies cost
+its decisions (`fourier`).
 
 Depends on numpy, scipy and torch only; works on any tensors and ``nn.Module``.
 """
