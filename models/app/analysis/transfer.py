@@ -105,7 +105,7 @@ def measure(network: Network, args: argparse.Namespace, device: torch.device,
             "omega": omega.tolist(), "gain": values(layer.gain),
             "gain_db": values(layer.gain_db), "predicted_db": values(predicted),
             "phase": values(layer.phase), "floor": values(layer.floor),
-            "floor_db": values(_db_of(layer.floor / layer.gain[0])),
+            "floor_db": values(_db_of(layer.floor, layer.gain[0])),
             "slope": layer.slope, "spike_spectrum": values(layer.spectrum),
         })
     return record, rows
@@ -137,9 +137,10 @@ def plot(report: dict[str, Any], path: Path) -> None:
     write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
 
 
-def _db_of(ratio: np.ndarray) -> np.ndarray:
+def _db_of(value: np.ndarray, reference: float) -> np.ndarray:
+    """``value`` in dB relative to ``reference`` (nan or inf where either is 0 or nan)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        return 20 * np.log10(ratio)
+        return 20 * np.log10(value / reference)
 
 
 def _db(value: float | None) -> str:
