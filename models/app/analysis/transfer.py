@@ -112,29 +112,42 @@ def measure(network: Network, args: argparse.Namespace, device: torch.device,
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
-    """Gain (dB, relative to the lowest omega) against omega per layer: measured solid,
-    predicted dashed, the noise floor dotted; one panel per network."""
-    nets = [n["network"] for n in report["networks"]]
-    fig = Figure(figsize=(5.0 * len(nets), 4.2), layout="constrained")
-    axes = fig.subplots(1, len(nets), squeeze=False)[0]
-    for ax, net in zip(axes, nets, strict=True):
-        rows = [r for r in report["layers"] if r["network"] == net]
-        colours = colormaps["viridis"]
+    """Top: gain (dB, relative to the lowest omega) against omega per layer, measured solid,
+    predicted dashed, the noise floor dotted. Bottom: the temporal power spectrum (DC left
+    out) of each layer's output without drive (the paper's Fig. 3 view). One column per network."""
+    nets = report["networks"]
+    fig = Figure(figsize=(5.0 * len(nets), 8.0), layout="constrained")
+    axes = fig.subplots(2, len(nets), squeeze=False)
+    colours = colormaps["viridis"]
+    for column, net in enumerate(nets):
+        top, bottom = axes[0, column], axes[1, column]
+        rows = [r for r in report["layers"] if r["network"] == net["network"]]
         for i, row in enumerate(rows):
             colour = colours(i / max(len(rows) - 1, 1))
-            nan = [np.nan if v is None else v for v in row["gain_db"]]
-            ax.plot(row["omega"], nan, color=colour, lw=1.2,
-                    label=row["layer"] if i in (0, len(rows) - 1) else None)
-            ax.plot(row["omega"], row["predicted_db"], color=colour, lw=0.8, ls="--")
+            label = row["layer"] if i in (0, len(rows) - 1) else None
+            top.plot(row["omega"], _nan(row["gain_db"]), color=colour, lw=1.2, label=label)
+            top.plot(row["omega"], row["predicted_db"], color=colour, lw=0.8, ls="--")
+            power = np.array(_nan(row["spike_spectrum"]))[1:]  # DC left out (mean removed)
+            bottom.plot(net["spectrum_omegas"][1:], np.where(power > 0, power, np.nan),
+                        color=colour, lw=0.8, label=label)
         if rows:
-            floor = np.nanmax([[np.nan if v is None else v for v in r["floor_db"]]
-                               for r in rows], axis=0)
-            ax.plot(rows[0]["omega"], floor, color="grey", ls=":", label="noise floor (max)")
-        ax.set_xlabel("omega (rad / step)")
-        ax.set_ylabel("gain (dB re lowest omega)")
-        ax.set_title(net[:60], fontsize=8)
-        ax.legend(fontsize=7, title="solid: measured, dashed: Eq. 12", title_fontsize=7)
+            floor = np.nanmax([_nan(r["floor_db"]) for r in rows], axis=0)
+            top.plot(rows[0]["omega"], floor, color="grey", ls=":", label="noise floor (max)")
+        top.set_xlabel("omega (rad / step)")
+        top.set_ylabel("gain (dB re lowest omega)")
+        top.set_title(net["network"][:60], fontsize=8)
+        top.legend(fontsize=7, title="solid: measured, dashed: Eq. 12", title_fontsize=7)
+        if any(np.nanmax(np.array(_nan(r["spike_spectrum"]), dtype=float)[1:], initial=0) > 0
+               for r in rows):
+            bottom.set_yscale("log")
+        bottom.set_xlabel("omega (rad / step)")
+        bottom.set_ylabel("power of the output without drive")
+        bottom.legend(fontsize=7)
     write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+
+
+def _nan(values_: list) -> list[float]:
+    return [np.nan if v is None else v for v in values_]
 
 
 def _db_of(value: np.ndarray, reference: float) -> np.ndarray:
