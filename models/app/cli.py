@@ -17,6 +17,9 @@ COMMANDS: dict[str, str] = {
     "eval": "evaluate a checkpoint: top-1, top-5, loss, images/s",
     "energy": "firing rates, MACs, SOPs and energy per layer and stage",
     "spectra": "spatial spectra of every layer, twins, Grad-CAM: where high frequencies go",
+    "transfer": "temporal transfer through every layer, measured beside Eq. 12",
+    "heatmap": "Fourier heat map: error and loss under each 2-D Fourier basis perturbation",
+    "bandnoise": "accuracy under Gaussian noise restricted to spatial-frequency bands",
     "study": "a grid of training runs (variants x seeds) and its report",
     "convert": "convert a ReLU- or QCFS-trained checkpoint into an IF network",
 }

@@ -1,0 +1,113 @@
+"""What the analysis commands share: their options (those of ``maxformer spectra``), the
+networks and their held-out images as batches, and a new output folder with all files or none."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from models.app.errors import UserError
+from models.app.options import add_options, positive_int, show_progress
+from models.app.spectra_measure import image_set, reset_states
+from models.app.spectra_networks import Network, networks_from_args
+from models.app.spectra_report import new_output_folder, write_json
+
+__all__ = ["add_network_arguments", "batches", "forward_reset", "networks", "outputs",
+           "progress_bar", "values", "write_json"]
+
+
+def add_network_arguments(parser: argparse.ArgumentParser, samples: int,
+                          T_help: str | None = None) -> None:
+    """The network, image and output options, as ``maxformer spectra`` names them."""
+    add_options(
+        parser, "checkpoint", "model", "dataset", "data_dir", "img_size", "batch_size", "T",
+        "lif_backend", "seed", "device", "no_progress",
+        checkpoint={"action": "append", "help": "a maxformer train checkpoint, or published "
+                    "weights with --model; repeat to compare networks"},
+        model={"help": "timm model name (alone: random weights), or module:function returning "
+               "an nn.Module"},
+        dataset={"help": "images from this dataset's held-out set (default: the checkpoint's "
+                 "own dataset, else digits)"},
+        img_size={"help": "input side (default: the checkpoint's, else the model's)"},
+        batch_size={"default": 32, "help": "images per forward pass (default: 32)"},
+        T={"help": T_help or "time steps of the zoo's models (default: the checkpoint's)"},
+        seed={"default": 0, "help": "seed of random weights and perturbations (default: 0)"},
+    )
+    parser.add_argument("--samples", type=positive_int, default=samples, metavar="N",
+                        help=f"held-out images to measure on (default: {samples})")
+    parser.add_argument("--twins", action="store_true",
+                        help="also run the IF and ReLU twins with the same weights")
+    parser.add_argument("--output", type=Path, metavar="DIR",
+                        help="new or empty output folder (default: runs/<command>-<model>-<time>)")
+
+
+def networks(args: argparse.Namespace) -> list[Network]:
+    """The networks of the command line (``--images`` is not offered: labels are needed)."""
+    args.images = None
+    return networks_from_args(args)
+
+
+def batches(network: Network, args: argparse.Namespace,
+            device: torch.device) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], str]:
+    """The network's held-out images as ``(images, labels)`` batches on ``device``, and where
+    they come from."""
+    images = image_set(network, args)
+    loader = DataLoader(images.items, batch_size=args.batch_size, shuffle=False)
+    return [(x.to(device), torch.as_tensor(y).to(device)) for x, y in loader], images.source
+
+
+def forward_reset(network: Network):
+    """What runs before each forward pass: resetting stateful (spikingjelly) neurons."""
+    return lambda: reset_states(network.model)
+
+
+def progress_bar(args: argparse.Namespace, total: int | None, label: str, unit: str):
+    """A tqdm bar unless --no-progress (or stderr is no terminal)."""
+    from tqdm import tqdm
+    return tqdm(total=total, desc=label, unit=unit, disable=not show_progress(args))
+
+
+def _default_folder(command: str, name: str) -> Path:
+    stem = Path("runs") / (f"{command}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}-"
+                           f"{time.strftime('%Y%m%d-%H%M%S')}")
+    for attempt in range(1, 1000):
+        candidate = stem if attempt == 1 else stem.with_name(f"{stem.name}-{attempt}")
+        if not candidate.exists():
+            return candidate
+    raise UserError(f"999 output folders named {stem}* exist already; give --output")
+
+
+@contextlib.contextmanager
+def outputs(args: argparse.Namespace, command: str, name: str) -> Iterator[tuple[Path, list]]:
+    """A new output folder and the list of file names written into it; if the block fails,
+    the files written so far (and the folder, if it was made here and is empty) are removed."""
+    existed = args.output is not None and args.output.exists()
+    folder = new_output_folder(args.output or _default_folder(command, name), name)
+    written: list[str] = []
+    try:
+        yield folder, written
+    except BaseException:
+        for file in written:
+            (folder / file).unlink(missing_ok=True)
+        if not existed and not any(folder.iterdir()):
+            folder.rmdir()
+        raise
+    print(f"wrote {', '.join(reversed(written))} to {folder}")
+
+
+def values(array: Any) -> list:
+    """An array as (nested) JSON lists, nan and inf as null."""
+    import numpy as np
+
+    array = np.asarray(array, dtype=float)
+    if array.ndim == 0:
+        return float(array) if np.isfinite(array) else None
+    return [values(row) for row in array]
