@@ -1,7 +1,8 @@
 """The default ``maxformer train`` beside busy processes: epoch time and CPU time per neuron
 backend, with OpenMP's threads spinning while they wait (libgomp's default, reproduced by
 importing torch before ``models``) and sleeping (``OMP_WAIT_POLICY=PASSIVE``, what
-``import models`` sets when torch is not yet loaded).
+``import models`` sets when torch is not yet loaded); ``one-thread`` also sets
+``OMP_NUM_THREADS=1`` (no thread waits for another one that the busy processes hold up).
 
 Busy-loop processes (``--busy``, default 2) run for the whole benchmark; the runs of every
 backend and policy are made in turns, so that a busier moment of the machine falls on all
@@ -17,6 +18,7 @@ import argparse
 import csv
 import os
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -26,10 +28,11 @@ from pathlib import Path
 from benchmarks.common import write_json
 
 POLICIES = {
-    "spin": "import torch",  # libgomp's default: threads spin up to ~3 ms before sleeping
-    "passive": "",  # import models first: it sets OMP_WAIT_POLICY=PASSIVE
+    "spin": ("import torch", {}),  # libgomp's default: threads spin ~3 ms before sleeping
+    "passive": ("", {}),  # import models first: it sets OMP_WAIT_POLICY=PASSIVE
+    "one-thread": ("", {"OMP_NUM_THREADS": "1"}),  # passive, and no thread to wait for
 }
-"""Wait policy -> what the training process imports before ``models``."""
+"""Policy -> what the training process imports before ``models``, and its environment."""
 
 BUSY_LOOP = "while True: pass"
 
@@ -37,11 +40,13 @@ BUSY_LOOP = "while True: pass"
 def train_once(policy: str, backend: str, epochs: int, output: Path) -> dict:
     """One ``maxformer train`` (the digits default) in a fresh process: its mean epoch time,
     wall time and CPU time (user + system) in seconds."""
-    code = (f"{POLICIES[policy]}\nimport sys\nfrom models.app.cli import main\n"
+    prefix, extra_env = POLICIES[policy]
+    code = (f"{prefix}\nimport sys\nfrom models.app.cli import main\n"
             f"sys.exit(main(sys.argv[1:]))")
     command = [sys.executable, "-c", code, "train", "--epochs", str(epochs), "--no-progress",
                "--lif-backend", backend, "--output", str(output)]
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")} | extra_env
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
@@ -59,7 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--busy", type=int, default=2, help="busy-loop processes (default 2)")
     parser.add_argument("--backends", nargs="+", default=["numba", "torch", "spikingjelly"])
-    parser.add_argument("--policies", nargs="+", choices=list(POLICIES), default=list(POLICIES))
+    parser.add_argument("--policies", nargs="+", choices=list(POLICIES),
+                        default=["spin", "passive"])
     parser.add_argument("--epochs", type=int, default=2, help="epochs per run (default 2)")
     parser.add_argument("--reps", type=int, default=1, help="runs per row (default 1)")
     parser.add_argument("--json", default=None, help="write the rows to this JSON file")
@@ -69,6 +75,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     load_before = os.getloadavg()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop the busy loops on the way out
     busy = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(args.busy)]
     runs: dict[tuple[str, str], list[dict]] = {}
     try:
