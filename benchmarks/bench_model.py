@@ -10,6 +10,7 @@ The rows of one model (its backends, and the reference) are timed in turns, so t
 busier moment of the machine falls on all of them alike.
 
     python -m benchmarks.bench_model --json model.json
+    python -m benchmarks.bench_model --reference --variants eager channels_last fold
     python -m benchmarks.bench_model --models maxformer_10_384 --img-size 224 --batch-size 1 \\
         --memory-only --reference
 """
@@ -26,6 +27,7 @@ from torch import nn
 import models  # noqa: F401  (registers the model zoo with timm)
 from benchmarks.common import device_name, time_calls, write_json
 from models.app.options import add_options, resolve_device
+from models.fold import fold_batchnorm
 from models.neurons import BACKENDS
 from models.spike_storage import kept_for_backward
 
@@ -36,16 +38,27 @@ def saved_bytes(model: nn.Module, x: torch.Tensor) -> int:
     return kept_for_backward(lambda: model(x), model.parameters())[1]
 
 
+VARIANTS = ("eager", "channels_last", "fold")
+"""Candidate speed-ups, a row each: ``eager`` (as the models are), ``channels_last`` (model
+and input in channels-last memory format), ``fold`` (inference with BatchNorm folded into the
+convolutions, :func:`models.fold.fold_batchnorm`; training as ``eager``)."""
+
+
 def build(name: str, backend: str, args: argparse.Namespace, device: torch.device,
-          reference: bool) -> tuple[dict, dict]:
+          reference: bool, variant: str = "eager") -> tuple[dict, dict]:
     """A row (what is kept for backward) and the closures timing preset ``name`` with
-    neurons on ``backend``: one training step, one inference pass."""
+    neurons on ``backend`` as ``variant`` (one of :data:`VARIANTS`): one training step, one
+    inference pass."""
     model = timm.create_model(name, T=args.T, lif_backend=backend, **args.model_kwargs)
     model.pack_saved_spikes = args.pack and not reference
     model.to(device)
     x = torch.randn(args.batch_size, model.in_chans, args.img_size, args.img_size, device=device)
+    if variant == "channels_last":
+        model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     row = dict(
-        model=name, backend=backend, reference=reference, T=args.T, batch=args.batch_size,
+        model=name, backend=backend, reference=reference, variant=variant, T=args.T,
+        batch=args.batch_size,
         img_size=args.img_size, params=sum(p.numel() for p in model.parameters()),
         saved_mib=saved_bytes(model, x) / 2**20,
     )
@@ -63,17 +76,21 @@ def build(name: str, backend: str, args: argparse.Namespace, device: torch.devic
 
     def infer():
         model.eval()
-        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
-            step_model(x)
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16,
+                                                    enabled=args.amp):
+            (folded if variant == "fold" else step_model)(x)
+
+    folded = fold_batchnorm(model) if variant == "fold" else None
 
     return row, {"train": train_step, "infer": infer}
 
 
 def measure(name: str, args: argparse.Namespace, device: torch.device) -> list[dict]:
     """The rows of preset ``name``: one per backend (and the reference), timed in turns."""
-    runs = [(backend, False) for backend in args.lif_backend]
-    runs += [("spikingjelly", True)] if args.reference else []
-    built = [build(name, backend, args, device, reference) for backend, reference in runs]
+    runs = [(b, False, v) for b in args.lif_backend for v in args.variants]
+    runs += [("spikingjelly", True, "eager")] if args.reference else []
+    built = [build(name, backend, args, device, reference, variant)
+             for backend, reference, variant in runs]
     rows = [row for row, _ in built]
     if args.memory_only:
         return rows
@@ -96,6 +113,7 @@ def measure(name: str, args: argparse.Namespace, device: torch.device) -> list[d
 
 def format_row(row: dict) -> str:
     label = "reference (spikingjelly, no packing)" if row["reference"] else row["backend"]
+    label += "" if row["variant"] == "eager" else f" {row['variant']}"
     text = f"{row['model']:<22} {label:<38} kept for backward {row['saved_mib']:8.1f} MiB"
     if "train_ms" in row:
         peak = "" if row["train_peak_mib"] is None else f", peak {row['train_peak_mib']:.0f} MiB"
@@ -130,6 +148,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--reps", type=int, default=5, help="timed repetitions")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=["eager"],
+                        help="candidate speed-ups, a row per backend each (default: eager)")
     parser.add_argument("--pack", action=argparse.BooleanOptionalAction, default=True,
                         help="keep spikes saved for backward in 1 bit (the models' default; "
                              "--no-pack keeps them as they are)")

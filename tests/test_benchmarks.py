@@ -79,3 +79,15 @@ def test_tune_lif_times_every_launch_setting(tmp_path):
     ]
     assert all(r["ms"] > 0 for r in rows)
     assert (triton_backend.BLOCK_FORWARD, triton_backend.TILE_ELEMENTS) == defaults
+
+
+def test_bench_model_times_a_row_per_variant(tmp_path):
+    out = tmp_path / "model.json"
+    bench_model.main([
+        "--models", "maxformer_cifar", "--embed-dims", "32", "--T", "1", "--batch-size", "1",
+        "--img-size", "16", "--reps", "1", "--backends", "torch", "--variants", "eager",
+        "channels_last", "fold", "--device", "cpu", "--json", str(out),
+    ])
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["variant"] for r in rows] == ["eager", "channels_last", "fold"]
+    assert all(r["train_ms"] > 0 and r["infer_ms"] > 0 for r in rows)

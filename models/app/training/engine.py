@@ -16,6 +16,8 @@ from tqdm import tqdm
 from models.app.errors import TrainingDiverged
 from models.app.event_augment import sample_frames
 from models.app.training.distributed import DistContext, all_reduce_min_, all_reduce_sum
+from models.fold import fold_batchnorm
+from models.zoo import SpikingBackbone
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):
@@ -227,7 +229,7 @@ def train_one_epoch(
     return EpochResult(progress, interrupted=batches < start.batches + len(loader))
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def evaluate(
     model: nn.Module,
     loader,
@@ -237,8 +239,11 @@ def evaluate(
     progress: bool = False,
     desc: str = "eval",
 ) -> dict[str, float]:
-    """Top-1/top-5 accuracy (%), mean cross-entropy and images/s over all ranks' shards."""
+    """Top-1/top-5 accuracy (%), mean cross-entropy and images/s over all ranks' shards, of
+    ``model`` in eval mode (a zoo model with its BatchNorms folded into their convolutions)."""
     model.eval()
+    if isinstance(model, SpikingBackbone):
+        model = fold_batchnorm(model)
     criterion = nn.CrossEntropyLoss(reduction="sum")
     totals = torch.zeros(4, dtype=torch.float64)  # loss sum, top-1, top-5, samples
     start = time.perf_counter()
