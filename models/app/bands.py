@@ -25,8 +25,6 @@ from collections.abc import Sequence
 from itertools import combinations
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
 BANDS_SEED = 0  # the fixed images of the `bands` dataset
 TRAIN_SIZE, TEST_SIZE = 5000, 1000
@@ -125,28 +123,3 @@ def generate_bands(
         clutter = np.fft.ifft2(noise).real
         images[start:stop] = _unit_power(signal) + _unit_power(clutter)
     return images, labels.astype(np.int64)
-
-
-class BandsDataset(Dataset):
-    """The `bands` dataset: `TRAIN_SIZE` train or `TEST_SIZE` test images of side `size` for
-    `band`, from fixed seeds (train and test are disjoint draws). Items are
-    `(image [1, S, S] normalised as (x - mean) / std, label)`."""
-
-    def __init__(
-        self,
-        train: bool,
-        band: Sequence[float] = DEFAULT_BAND,
-        size: int = 32,
-        mean: float = 0.0,
-        std: float = 1.0,
-    ) -> None:
-        count, seed = (TRAIN_SIZE, BANDS_SEED) if train else (TEST_SIZE, BANDS_SEED + 1)
-        images, labels = generate_bands(count, band, size, seed)
-        self.images = torch.from_numpy((images - mean) / std)[:, None]
-        self.targets = labels.tolist()
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.images[i], self.targets[i]

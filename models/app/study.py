@@ -37,10 +37,9 @@ import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 import yaml
 
 from models.app.config import RESUMABLE_CHANGES, TrainConfig, build_config, read_recipe
@@ -53,6 +52,9 @@ from models.app.files import (
     read_yaml_mapping,
     shipped_names,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 STUDY_DIR = Path(__file__).resolve().parent / "studies"
 STUDY_KEYS = ("description", "base", "set", "variants", "seeds", "measure_images")
@@ -332,6 +334,8 @@ def stage_spectra(model: torch.nn.Module, images: torch.Tensor, T: int | None) -
 
 def measure_cell(cell: Cell, folder: Path, images: int, device: str = "auto") -> dict[str, Any]:
     """The measures of a trained cell (see the module docstring) as one flat dict."""
+    import torch
+
     from models.app.data import build_datasets
     from models.app.modeling import model_for_config
     from models.app.options import resolve_device
