@@ -26,9 +26,10 @@ from itertools import combinations
 
 import numpy as np
 
+from models.app.datasets import DEFAULT_BAND
+
 BANDS_SEED = 0  # the fixed images of the `bands` dataset
 TRAIN_SIZE, TEST_SIZE = 5000, 1000
-DEFAULT_BAND = (0.5, 1.0)
 QUADRANT_SETS: tuple[tuple[int, ...], ...] = (
     *((q,) for q in range(4)),
     *combinations(range(4), 2),

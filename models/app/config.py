@@ -15,9 +15,9 @@ from typing import Any
 
 import yaml
 
-from models.app.bands import DEFAULT_BAND, check_band
 from models.app.datasets import (
     DATASETS,
+    DEFAULT_BAND,
     EVENT_DATASETS,
     FOLDER_NAMES,
     DatasetInfo,
@@ -158,6 +158,8 @@ class TrainConfig:
                     f"{key} is for event frames; dataset {self.dataset!r} has none "
                     f"(event datasets: {', '.join(EVENT_DATASETS)})"
                 )
+        from models.app.bands import check_band  # numpy: once a config is built
+
         try:
             size = self.img_size if self.dataset == "bands" else None
             self.band = list(check_band(self.band, size))

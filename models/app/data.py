@@ -31,10 +31,11 @@ from torchvision.datasets import (
     ImageFolder,
 )
 
-from models.app.bands import BANDS_SEED, DEFAULT_BAND, TEST_SIZE, TRAIN_SIZE, generate_bands
+from models.app.bands import BANDS_SEED, TEST_SIZE, TRAIN_SIZE, generate_bands
 from models.app.config import TrainConfig, dataset_defaults, dataset_info
 from models.app.datasets import (
     DATASETS,
+    DEFAULT_BAND,
     EVENT_DATASETS,
     IMAGE_EXTENSIONS,
     DatasetInfo,

@@ -13,6 +13,8 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ti
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)  # models.zoo's
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 HELD_OUT_SPLITS = ("val", "validation")
+DEFAULT_BAND = (0.5, 1.0)
+"""The radial band of dataset ``bands`` (see :mod:`models.app.bands`), Nyquist = 1."""
 STATISTICS_SAMPLE = 256
 """Pictures of a grey folder its mean and std are computed from (seeded, every class)."""
 

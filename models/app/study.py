@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import yaml
 
 from models.app.config import RESUMABLE_CHANGES, TrainConfig, build_config, read_recipe
@@ -497,6 +496,8 @@ def stage_columns(rows: list[dict[str, Any]], prefix: str) -> list[str]:
 
 def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (nan for one value) of ``values``."""
+    import numpy as np
+
     array = np.asarray(values, dtype=float)
     return float(array.mean()), float(array.std(ddof=1)) if array.size > 1 else math.nan
 
@@ -610,6 +611,7 @@ def _styles(study: Study) -> dict[str, tuple[str, str]]:
 def figure(study: Study, rows: list[dict[str, Any]]) -> bytes:
     """``study.png``: top-1 per variant, high-frequency ratio and firing rate per stage
     (variants coloured by the first axis, hatched and dashed by the second)."""
+    import numpy as np
     from matplotlib.figure import Figure
 
     groups = {k: g for k, g in _by_variant(study, rows).items() if g}
