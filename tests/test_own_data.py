@@ -249,3 +249,19 @@ def test_answers_without_importing_torch_or_timm(argv):
     assert done.stdout.strip().splitlines()[-1] == f"[] {2 if 'nope' in argv else 0}"
     if "nope" in argv:
         assert "torch/mnist" in done.stderr and "--dataset folder" in done.stderr
+
+
+def test_the_torch_free_name_lists_are_the_registries():
+    from models.app import options
+    from models.layers import NEURONS
+    from models.neurons import BACKENDS
+
+    assert (options.NEURONS, options.BACKENDS) == (NEURONS, BACKENDS)
+
+
+def test_a_torchvision_dataset_without_its_files_says_download(tmp_path):
+    from models.app.data import build_datasets
+
+    with pytest.raises(UserError, match=r"no torch/mnist in .*use --download"):
+        build_datasets(build_config({}, {"dataset": "torch/mnist", "data_dir": str(tmp_path),
+                                         "img_size": 28}))

@@ -15,7 +15,8 @@ Where the band's power lies is the class; everything outside the band is class-f
 network can classify only by passing the band (the band's power per quadrant separates the
 classes linearly). Images are generated at any side `S` (the band is in Nyquist units,
 independent of `S`), each with zero mean and mean square 1; no augmentation applies (a crop,
-resize or flip would move the band or change the class).
+resize or flip would move the band or change the class). ``models.app.data.BandsDataset``
+serves them to training; this module needs numpy only.
 """
 
 from __future__ import annotations

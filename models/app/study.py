@@ -41,7 +41,13 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from models.app.config import RESUMABLE_CHANGES, TrainConfig, build_config, read_recipe
+from models.app.config import (
+    RESUMABLE_CHANGES,
+    TrainConfig,
+    build_config,
+    dataset_defaults,
+    read_recipe,
+)
 from models.app.datasets import DATASETS
 from models.app.errors import RunInterrupted, UserError
 from models.app.files import (
@@ -289,10 +295,10 @@ def _check_saved_config(cell: Cell, folder: Path) -> None:
         return
     try:
         saved = yaml.safe_load(path.read_text())
-        saved = build_config(saved, {}).to_dict()
+        saved = dataset_defaults(build_config(saved, {})).to_dict()
     except (yaml.YAMLError, UserError, TypeError) as err:
         raise UserError(f"{path} is not a run config ({err}); use another --output") from err
-    wanted = cell.config.to_dict()
+    wanted = dataset_defaults(cell.config).to_dict()  # classes and channels as a run saves them
     changed = sorted(k for k in wanted if k not in MACHINE_KEYS and saved.get(k) != wanted[k])
     if changed:
         first = changed[0]
