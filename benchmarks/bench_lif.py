@@ -107,7 +107,7 @@ def maxformer_neuron_sizes(batch: int, img_size: int = 224) -> list[tuple[str, i
     """``(layer name, neurons per time step)`` of every neuron layer of ``maxformer_10_384``."""
     import timm
 
-    import models  # noqa: F401  (registers the model zoo with timm)
+    import models.zoo  # noqa: F401  (registers the zoo with timm)
     from models.neurons.modules import MultiStepLIF
 
     model = timm.create_model("maxformer_10_384", T=1, lif_backend="torch")

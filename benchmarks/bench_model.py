@@ -24,7 +24,7 @@ import timm
 import torch
 from torch import nn
 
-import models  # noqa: F401  (registers the model zoo with timm)
+import models.zoo  # noqa: F401  (registers the zoo with timm)
 from benchmarks.common import device_name, time_calls, write_json
 from models.app.options import add_options, resolve_device
 from models.fold import fold_batchnorm

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["grad_cam", "last_map_layer"]
+__all__ = ["grad_cam", "last_map_layer", "min_max"]
 
 
 def _is_map(x: object) -> bool:
@@ -51,9 +51,10 @@ def grad_cam(
         ``(heat, classes)``: heat maps ``[B, H, W]`` in ``[0, 1]``, and the classes ``[B]``.
         Channel weights are the gradients of each image's class logit averaged over time and
         space; the map is ``ReLU(sum_c weight_c * A_c)`` of the time-averaged output ``A``,
-        upsampled bilinearly to the image size and divided by its maximum (a map with no
-        positive evidence stays 0; one whose layer output or gradient held nan or inf, as in
-        an exploding network, is nan).
+        upsampled bilinearly to the image size, then scaled to [0, 1] by its minimum and
+        maximum (:func:`min_max`, as pytorch-grad-cam and the original Grad-CAM code display
+        it; a map with no contrast stays 0; one whose layer output or gradient held nan or
+        inf, as in an exploding network, is nan).
     """
     captured: list[Tensor] = []
     handle = layer.register_forward_hook(lambda module, args, output: captured.append(output))
@@ -80,8 +81,17 @@ def grad_cam(
     heat = torch.relu((weights[:, :, None, None] * activation.mean(0)).sum(1))  # [B, h, w]
     heat = F.interpolate(heat[:, None].float(), size=tuple(images.shape[-2:]), mode="bilinear",
                          align_corners=False)[:, 0]
-    peak = heat.flatten(1).amax(1).clamp_min(torch.finfo(heat.dtype).tiny)
-    return heat / peak[:, None, None], classes
+    return min_max(heat), classes
+
+
+def min_max(maps: Tensor) -> Tensor:
+    """Each map of ``maps`` ``[B, h, w]`` scaled to ``[0, 1]``: ``(m - min) / (max - min)`` (a
+    constant map is 0; a map holding nan or inf is nan)."""
+    low = maps.flatten(1).amin(1)[:, None, None]
+    span = maps.flatten(1).amax(1)[:, None, None] - low
+    scaled = (maps - low) / torch.where(span > 0, span, 1.0)
+    finite = maps.flatten(1).isfinite().all(1)[:, None, None]
+    return torch.where(finite, scaled, torch.nan)
 
 
 def last_map_layer(model: nn.Module, images: Tensor) -> str:

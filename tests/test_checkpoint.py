@@ -9,7 +9,7 @@ import pytest
 import timm
 import torch
 
-import models
+import models.zoo  # noqa: F401  (registers the zoo with timm)
 from models import CheckpointError, load_checkpoint
 from models.checkpoint import non_finite_tensors
 

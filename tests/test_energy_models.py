@@ -5,7 +5,7 @@ import timm
 import torch
 from torch import nn
 
-import models  # noqa: F401  (registers the zoo)
+import models.zoo  # noqa: F401  (registers the zoo with timm)
 from models.energy import E_AC_PJ, E_MAC_PJ, measure_energy, stage_firing_rates
 from models.neurons import MultiStepLIF
 

@@ -5,7 +5,7 @@ import pytest
 import timm
 import torch
 
-import models  # noqa: F401  (registers the model zoo)
+import models.zoo  # noqa: F401  (registers the zoo with timm)
 
 # (device, neuron backend, compiler backend): the CPU everywhere; on a GPU also the Triton
 # kernels under inductor.

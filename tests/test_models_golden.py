@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-import models  # noqa: F401  (registers the presets)
+import models.zoo  # noqa: F401  (registers the zoo with timm)
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
 

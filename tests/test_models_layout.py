@@ -7,7 +7,7 @@ import pytest
 import timm
 import torch
 
-import models
+import models.zoo  # noqa: F401  (registers the zoo with timm)
 from models.layers import EMBEDDINGS, MIXERS
 
 KEYS = Path(__file__).parent / "data" / "keys"

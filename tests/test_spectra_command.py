@@ -18,6 +18,7 @@ from models.app.data import build_datasets
 from models.app.datasets import DATASETS
 from models.app.errors import UserError
 from models.app.modeling import model_for_config
+from models.app.samples import dataset_labels, stratified_order
 from models.app.spectra_report import new_output_folder
 from models.app.training.trainer import train
 from models.checkpoint import load_checkpoint, read_checkpoint
@@ -146,9 +147,11 @@ def test_spectra_of_a_training_checkpoint_and_its_twins(trained, tmp_path, capsy
             assert ratio is None or 0.0 <= ratio <= 1.0
             assert r["output"]["delta_log_amplitude_radius"] == 1.0  # radial: r = Nyquist
 
-    # the numbers are those of the checkpoint's network on the first 20 held-out images
+    # the numbers are those of the checkpoint's network on the seeded stratified sample of 20
     load_checkpoint(model, read_checkpoint(trained))
-    images = torch.stack([build_datasets(cfg)[1][i][0] for i in range(20)])
+    held_out = build_datasets(cfg)[1]
+    sample = stratified_order(dataset_labels(held_out), 20, seed=0)
+    images = torch.stack([held_out[i][0] for i in sample])
     seen = {}
     neuron = model.eval().patch_embed1.lif
     neuron.register_forward_hook(lambda m, a, o: seen.setdefault("spikes", o))

@@ -5,7 +5,7 @@ import timm
 import torch
 from torch.autograd.graph import saved_tensors_hooks
 
-import models  # noqa: F401  (registers the model zoo)
+import models.zoo  # noqa: F401  (registers the zoo with timm)
 from models.spike_storage import compact_spikes, kept_for_backward, mark_spikes, pack, unpack
 
 

@@ -17,7 +17,7 @@ from timm.optim import create_optimizer_v2
 from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
-import models  # noqa: F401  (registers the zoo)
+import models.zoo  # noqa: F401  (registers the zoo with timm)
 from models.layers import TimeMajorDropPath
 from models.spike_storage import kept_for_backward
 from models.zoo import ZOO_MODULES

@@ -10,7 +10,7 @@ from timm.loss import SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 
-import models  # noqa: F401  (registers the zoo)
+import models.zoo  # noqa: F401  (registers the zoo with timm)
 
 
 def image_folder(root, classes: int = 2, per_class: int = 8, size: int = 32) -> None:

@@ -8,7 +8,13 @@ import yaml
 from runs import TINY, rows, tiny, without_timings
 
 from models.app.cli import main
-from models.app.config import build_config, config_keys, read_recipe, recipe_names
+from models.app.config import (
+    build_config,
+    config_keys,
+    dataset_defaults,
+    read_recipe,
+    recipe_names,
+)
 from models.app.datasets import DATASETS
 from models.app.errors import TrainingDiverged, UserError
 from models.app.modeling import model_for_config
@@ -32,7 +38,8 @@ def test_short_default_run_learns_and_writes_run_folder(tmp_path):
         "model": "maxformer_cifar", "dataset": "digits", "epochs": 4}
     assert summary["best_acc1"] == max(float(r["val_acc1"]) for r in rows(tmp_path))
     saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
-    assert build_config(saved, {}) == cfg
+    assert build_config(saved, {}) == dataset_defaults(cfg)  # classes and channels as found
+    assert (saved["num_classes"], saved["in_chans"]) == (10, 1)
     ckpt = torch.load(tmp_path / LAST, weights_only=True)
     assert ckpt["epoch"] == 4 and ckpt["config"] == saved
     assert all(torch.equal(ckpt["model"][k], v) for k, v in result.model.state_dict().items())

@@ -59,7 +59,7 @@ def test_two_process_gloo_epoch(tmp_path):
     _, val, info = build_datasets(cfg)
     import timm
 
-    import models  # noqa: F401
+    import models.zoo  # noqa: F401  (registers the zoo with timm)
 
     model = timm.create_model(cfg.model, num_classes=10, in_chans=1, T=1, embed_dims=16)
     model.load_state_dict(w0)

@@ -4,7 +4,7 @@ import pytest
 import timm
 import torch
 
-import models
+import models.zoo  # noqa: F401  (registers the zoo with timm)
 from models.neurons import MultiStepIF, MultiStepLIF, MultiStepNeuron, MultiStepReLU
 
 SMALL = {

@@ -15,7 +15,8 @@ Where the band's power lies is the class; everything outside the band is class-f
 network can classify only by passing the band (the band's power per quadrant separates the
 classes linearly). Images are generated at any side `S` (the band is in Nyquist units,
 independent of `S`), each with zero mean and mean square 1; no augmentation applies (a crop,
-resize or flip would move the band or change the class).
+resize or flip would move the band or change the class). ``models.app.data.BandsDataset``
+serves them to training; this module needs numpy only.
 """
 
 from __future__ import annotations
@@ -25,12 +26,11 @@ from collections.abc import Sequence
 from itertools import combinations
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
+
+from models.app.datasets import DEFAULT_BAND
 
 BANDS_SEED = 0  # the fixed images of the `bands` dataset
 TRAIN_SIZE, TEST_SIZE = 5000, 1000
-DEFAULT_BAND = (0.5, 1.0)
 QUADRANT_SETS: tuple[tuple[int, ...], ...] = (
     *((q,) for q in range(4)),
     *combinations(range(4), 2),
@@ -125,28 +125,3 @@ def generate_bands(
         clutter = np.fft.ifft2(noise).real
         images[start:stop] = _unit_power(signal) + _unit_power(clutter)
     return images, labels.astype(np.int64)
-
-
-class BandsDataset(Dataset):
-    """The `bands` dataset: `TRAIN_SIZE` train or `TEST_SIZE` test images of side `size` for
-    `band`, from fixed seeds (train and test are disjoint draws). Items are
-    `(image [1, S, S] normalised as (x - mean) / std, label)`."""
-
-    def __init__(
-        self,
-        train: bool,
-        band: Sequence[float] = DEFAULT_BAND,
-        size: int = 32,
-        mean: float = 0.0,
-        std: float = 1.0,
-    ) -> None:
-        count, seed = (TRAIN_SIZE, BANDS_SEED) if train else (TEST_SIZE, BANDS_SEED + 1)
-        images, labels = generate_bands(count, band, size, seed)
-        self.images = torch.from_numpy((images - mean) / std)[:, None]
-        self.targets = labels.tolist()
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.images[i], self.targets[i]

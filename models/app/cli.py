@@ -59,6 +59,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _NeverRaised(Exception):
+    """Stands for an exception class whose module is not imported (so it was not raised)."""
+
+
+def raised_by(module: str, name: str) -> type[BaseException]:
+    """Exception class ``name`` of ``module`` if that module is imported, else one never
+    raised: an ``except`` clause that names it imports nothing (no torch for ``--help``)."""
+    loaded = sys.modules.get(module)
+    return getattr(loaded, name) if loaded is not None else _NeverRaised
+
+
 def one_line(message: str) -> str:
     """``message`` on one line: its lines joined with "; "."""
     return "; ".join(line.strip() for line in message.splitlines() if line.strip())
@@ -66,10 +77,7 @@ def one_line(message: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``maxformer``; user errors print one line on stderr and exit with status 2."""
-    import torch
-
     from models.app.errors import RunInterrupted, UserError
-    from models.checkpoint import CheckpointError
 
     args = build_parser().parse_args(argv)
     try:
@@ -77,10 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     except RunInterrupted as err:
         print(f"maxformer {args.command}: {one_line(str(err))}", file=sys.stderr)
         return err.exit_code
-    except (UserError, CheckpointError) as err:
+    except (UserError, raised_by("models.checkpoint", "CheckpointError")) as err:
         print(f"maxformer {args.command}: error: {one_line(str(err))}", file=sys.stderr)
         return 2
-    except torch.cuda.OutOfMemoryError as err:
+    except raised_by("torch.cuda", "OutOfMemoryError") as err:
         first = one_line(str(err)).split("; ")[0]
         print(f"maxformer {args.command}: error: out of GPU memory ({first}); lower "
               "--batch-size (or img_size, T)", file=sys.stderr)

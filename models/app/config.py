@@ -15,8 +15,15 @@ from typing import Any
 
 import yaml
 
-from models.app.bands import DEFAULT_BAND, check_band
-from models.app.datasets import DATASETS, EVENT_DATASETS
+from models.app.datasets import (
+    DATASETS,
+    DEFAULT_BAND,
+    EVENT_DATASETS,
+    FOLDER_NAMES,
+    DatasetInfo,
+    inspect_folder,
+    unknown_dataset,
+)
 from models.app.errors import UserError, shown
 from models.app.files import (
     atomic_write_text,
@@ -25,14 +32,18 @@ from models.app.files import (
     read_yaml_mapping,
     shipped_names,
 )
-from models.app.options import add_options, config_overrides
-from models.layers import NEURONS
-from models.neurons import BACKENDS
+from models.app.options import BACKENDS, NEURONS, add_options, config_overrides
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 AMP_MODES = ("auto", "auto_fp16", "off", "bf16", "fp16")
 RESUMABLE_CHANGES = ("epochs", "data_dir", "download", "workers")
 """The keys a resumed run may change: how long it trains, and where and how data is read."""
+RECIPE_DATA_KEYS = ("img_size", "mean", "std", "scale", "ratio", "hflip", "interpolation",
+                    "crop_pct", "num_classes", "in_chans")
+"""Keys of the default (digits) recipe that another ``--dataset`` does not inherit: it brings
+its own size, normalisation and classes, and timm's default augmentation."""
+ADDED_KEYS: dict[str, Any] = {"in_chans": None}
+"""Keys added since checkpoints were first saved, with the value an older config meant."""
 CHOICES: dict[str, tuple[str, ...]] = {
     "sched": ("cosine", "tanh", "step", "multistep", "poly", "constant"),
     "interpolation": ("bilinear", "bicubic", "nearest", "box", "hamming", "lanczos"),
@@ -66,6 +77,7 @@ RANGES: dict[str, tuple[float, float, str]] = {
     "train_samples": (1, math.inf, "[)"),
     "num_classes": (1, math.inf, "[)"),
     "lr_base_batch": (1, math.inf, "[)"),
+    "in_chans": (1, math.inf, "[)"),
 }
 """Numeric keys and their valid range ``(low, high, brackets)``; null keys are not checked."""
 
@@ -86,6 +98,7 @@ class TrainConfig:
     data_dir: str | None = None
     download: bool = False
     num_classes: int | None = None
+    in_chans: int | None = None  # input channels (null: the dataset's)
     img_size: int = 32
     mean: list[float] | None = None
     std: list[float] | None = None
@@ -138,10 +151,10 @@ class TrainConfig:
     log_stage_stats: bool = False
 
     def __post_init__(self) -> None:
+        if self.dataset in FOLDER_NAMES:
+            self.dataset = "folder"
         if self.dataset not in DATASETS:
-            raise UserError(
-                f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}"
-            )
+            raise UserError(unknown_dataset(self.dataset))
         for key, valid in (("neuron", NEURONS), ("lif_backend", BACKENDS)):
             if getattr(self, key) not in valid:
                 raise UserError(
@@ -160,6 +173,8 @@ class TrainConfig:
                     f"{key} is for event frames; dataset {self.dataset!r} has none "
                     f"(event datasets: {', '.join(EVENT_DATASETS)})"
                 )
+        from models.app.bands import check_band  # numpy: once a config is built
+
         try:
             size = self.img_size if self.dataset == "bands" else None
             self.band = list(check_band(self.band, size))
@@ -213,7 +228,7 @@ def check_values(cfg: TrainConfig) -> None:
                 f"{key} must be [low, high] with {low_high[0]:g} < low <= high <= "
                 f"{low_high[1]:g}, got {shown(pair)}"
             )
-    in_chans = DATASETS[cfg.dataset].in_chans
+    in_chans = cfg.in_chans or DATASETS[cfg.dataset].in_chans
     for key in ("mean", "std"):
         values = getattr(cfg, key)
         if values is not None and len(values) not in (1, in_chans):
@@ -355,6 +370,7 @@ def check_saved_config(saved: Any, origin: str) -> dict[str, Any]:
     (a missing key would silently take its default, say another model or dataset)."""
     if not isinstance(saved, dict):
         raise UserError(f"{origin} holds no training config (a mapping under 'config')")
+    saved = {**ADDED_KEYS, **saved}
     missing = [key for key in config_keys() if key not in saved]
     if missing:
         raise UserError(
@@ -399,6 +415,62 @@ def config_from_args(
         if getattr(args, key, None) is not None:
             overrides[key] = getattr(args, key)
     overrides.update(parse_assignments(args.assignments))
+    if overrides.get("data_dir") is not None:  # saved as an absolute path
+        overrides["data_dir"] = str(Path(overrides["data_dir"]).expanduser().resolve())
     if base is None:
         base = read_recipe(args.config or "digits")
-    return (combine or build_config)(base, overrides)
+        if args.config is None and overrides.get("dataset", "digits") != "digits":
+            base = {k: v for k, v in base.items() if k not in RECIPE_DATA_KEYS}
+    cfg = (combine or build_config)(base, overrides)
+    return dataset_defaults(cfg, size_given="img_size" in {**base, **overrides})
+
+
+def dataset_defaults(cfg: TrainConfig, size_given: bool = True) -> TrainConfig:
+    """``cfg`` with what its dataset brings where it says nothing (null): the classes and
+    input channels, as found in an image folder; an image folder's mean and std (ImageNet's
+    for colour pictures, a sample's for grey ones); and unless ``size_given``, the side of
+    the dataset's images (an image folder's commonest)."""
+    info = DATASETS[cfg.dataset]
+    values: dict[str, Any] = {}
+    nulls = [k for k in ("num_classes", "in_chans", "mean", "std") if getattr(cfg, k) is None]
+    if info.folder and (nulls or not size_given):
+        if cfg.data_dir is None:
+            raise UserError(f"dataset {cfg.dataset} needs --data-dir (the folder that holds it)")
+        try:
+            facts = inspect_folder(Path(cfg.data_dir), "data_dir of the run's config")
+        except FileNotFoundError as err:
+            raise UserError(str(err)) from err
+        grey = facts.in_chans == 1 and cfg.dataset == "folder"
+        values = {"num_classes": len(facts.classes), "in_chans": 1 if grey else 3,
+                  "mean": list(facts.mean if grey else info.mean),
+                  "std": list(facts.std if grey else info.std)}
+        size = facts.img_size
+    elif info.folder:
+        return cfg
+    else:
+        values = {"num_classes": info.num_classes, "in_chans": info.in_chans}
+        size = info.img_size
+    if "in_chans" in cfg.model_kwargs:
+        values["in_chans"] = cfg.model_kwargs["in_chans"]
+    if not size_given and size is not None:
+        values["img_size"] = size
+    changes = {k: v for k, v in values.items() if k == "img_size" or getattr(cfg, k) is None}
+    return dataclasses.replace(cfg, **changes) if changes else cfg
+
+
+def describe_data(cfg: TrainConfig) -> str:
+    """One line: the data a run chose (dataset, folder, classes, channels, size, mean, std)."""
+    where = f" at {cfg.data_dir}" if cfg.data_dir else ""
+    info = dataset_info(cfg)
+    numbers = ", ".join(f"{v:g}" for v in info.mean), ", ".join(f"{v:g}" for v in info.std)
+    return (f"dataset {cfg.dataset}{where}: {info.num_classes} classes, {info.in_chans} "
+            f"channel{'s' if info.in_chans > 1 else ''}, {cfg.img_size}x{cfg.img_size} px, "
+            f"mean [{numbers[0]}], std [{numbers[1]}]")
+
+
+def dataset_info(cfg: TrainConfig) -> DatasetInfo:
+    """The classes, channels and normalisation a model of ``cfg`` is built and fed for: the
+    config's, else its dataset's (an image folder's as found in it)."""
+    cfg, known = dataset_defaults(cfg), DATASETS[cfg.dataset]
+    return DatasetInfo(cfg.num_classes, cfg.in_chans, tuple(cfg.mean or known.mean),
+                       tuple(cfg.std or known.std))

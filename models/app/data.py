@@ -6,12 +6,12 @@ Images come out as ``[B, C, H, W]`` float tensors, event frames as ``[B, T, 2, H
 from __future__ import annotations
 
 import contextlib
-import dataclasses
+import functools
 import itertools
 import math
 import pickle
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +20,27 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 from timm.data import create_transform
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
-from torchvision.datasets import CIFAR10, CIFAR100, DatasetFolder, FakeData, ImageFolder
+from torchvision.datasets import (
+    CIFAR10,
+    CIFAR100,
+    KMNIST,
+    MNIST,
+    DatasetFolder,
+    FakeData,
+    FashionMNIST,
+    ImageFolder,
+)
 
-from models.app.bands import BandsDataset
-from models.app.config import TrainConfig
-from models.app.datasets import DATASETS, EVENT_DATASETS, DatasetInfo
+from models.app.bands import BANDS_SEED, TEST_SIZE, TRAIN_SIZE, generate_bands
+from models.app.config import TrainConfig, dataset_defaults, dataset_info
+from models.app.datasets import (
+    DATASETS,
+    DEFAULT_BAND,
+    EVENT_DATASETS,
+    IMAGE_EXTENSIONS,
+    DatasetInfo,
+    folder_splits,
+)
 from models.app.errors import UserError
 from models.app.event_augment import augment_clip
 from models.app.rand_augment import with_snn_operations
@@ -33,7 +49,6 @@ from models.app.training.distributed import DistContext
 DIGITS_SPLIT_SEED = 0  # the fixed stratified 80/20 split of the digits
 CIFAR10DVS_TRAIN_SHARE = 0.9  # the paper's per-class 9:1 split
 FAKE_TRAIN_SIZE, FAKE_VAL_SIZE = 512, 128
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
 class DigitsDataset(Dataset):
@@ -63,6 +78,31 @@ class DigitsDataset(Dataset):
     def __getitem__(self, i: int):
         image = Image.fromarray(self.images[i], mode="L")
         return (self.transform(image) if self.transform else image), self.targets[i]
+
+
+class BandsDataset(Dataset):
+    """The `bands` dataset: `TRAIN_SIZE` train or `TEST_SIZE` test images of side `size` for
+    `band`, from fixed seeds (train and test are disjoint draws). Items are
+    `(image [1, S, S] normalised as (x - mean) / std, label)`."""
+
+    def __init__(
+        self,
+        train: bool,
+        band: Sequence[float] = DEFAULT_BAND,
+        size: int = 32,
+        mean: float = 0.0,
+        std: float = 1.0,
+    ) -> None:
+        count, seed = (TRAIN_SIZE, BANDS_SEED) if train else (TEST_SIZE, BANDS_SEED + 1)
+        images, labels = generate_bands(count, band, size, seed)
+        self.images = torch.from_numpy((images - mean) / std)[:, None]
+        self.targets = labels.tolist()
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.images[i], self.targets[i]
 
 
 class _CIFAR10(CIFAR10):
@@ -179,7 +219,7 @@ def _cifar(cfg: TrainConfig, train_tf, eval_tf):
     reads the whole archive at every start, and a damaged pickle fails to load anyway.
     """
     root = _data_dir(cfg)
-    cls = _CIFAR10 if cfg.dataset == "cifar10" else _CIFAR100
+    cls = _CIFAR10 if cfg.dataset.removeprefix("torch/") == "cifar10" else _CIFAR100
     folder = root / cls.base_folder
     names = [n for n, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
     if cfg.download:
@@ -189,7 +229,7 @@ def _cifar(cfg: TrainConfig, train_tf, eval_tf):
             raise UserError(f"downloading {cfg.dataset} to {root} failed: {err}") from err
     missing = [n for n in names if not (folder / n).is_file()]
     if missing:
-        label = "CIFAR-10" if cfg.dataset == "cifar10" else "CIFAR-100"
+        label = "CIFAR-10" if cls is _CIFAR10 else "CIFAR-100"
         raise UserError(
             f"no {label} batches at {folder}: expected {', '.join(names)}; "
             f"missing {', '.join(missing) if len(missing) < len(names) else 'all'} (use --download)"
@@ -203,22 +243,47 @@ def _cifar(cfg: TrainConfig, train_tf, eval_tf):
         ) from err
 
 
-def _imagenet(cfg: TrainConfig, train_tf, eval_tf):
-    """An image folder: ``train/<class>/*.JPEG`` and ``val/<class>/*.JPEG``."""
+def open_picture(path: str, mode: str) -> Image.Image:
+    """The picture at ``path`` in ``mode`` (``L``: grey, ``RGB``)."""
+    with Image.open(path) as picture:
+        return picture.convert(mode)
+
+
+def _folder(cfg: TrainConfig, in_chans: int, train_tf, eval_tf, need_train: bool):
+    """An image folder: ``train/<class>/<picture>`` and ``val/`` (or ``validation/``), or a
+    folder of ``<class>/<picture>`` (both splits); grey pictures stay grey (``in_chans`` 1).
+    Without ``need_train``, the held-out split alone (no ``train/`` needed; None for it)."""
     root = _data_dir(cfg)
+    try:
+        splits = folder_splits(root, "data_dir of the run's config")
+    except FileNotFoundError as err:
+        raise UserError(str(err)) from err
+    loader = functools.partial(open_picture, mode="L" if in_chans == 1 else "RGB")
     sets = []
     for split, tf in (("train", train_tf), ("val", eval_tf)):
-        folder = root / split
-        try:
-            sets.append(ImageFolder(str(folder), transform=tf))
-        except (FileNotFoundError, OSError) as err:
-            raise UserError(
-                f"no image folder at {folder}: expected {folder}/<class>/<image> "
-                f"({', '.join(IMAGE_EXTENSIONS)}): {err}"
-            ) from err
-    if sets[0].classes != sets[1].classes:
-        raise UserError(f"class folders of {root}/train and {root}/val differ")
+        if split == "train" and not need_train:
+            sets.append(None)
+            continue
+        if splits[split] is None:
+            raise UserError(f"no image folder at {root}/{split}: expected {root}/{split}/"
+                            f"<class>/<picture> ({', '.join(IMAGE_EXTENSIONS)})"
+                            + (" (or validation/)" if split == "val" else ""))
+        sets.append(ImageFolder(str(splits[split]), transform=tf, loader=loader))
+    if need_train and sets[0].classes != sets[1].classes:
+        raise UserError(f"class folders of {splits['train']} and {splits['val']} differ")
     return sets[0], sets[1]
+
+
+def _torchvision(cfg: TrainConfig, train_tf, eval_tf):
+    """torchvision's MNIST, Fashion-MNIST or KMNIST in ``data_dir`` (``--download``)."""
+    cls = {"torch/mnist": MNIST, "torch/fashion_mnist": FashionMNIST, "torch/kmnist": KMNIST}[
+        cfg.dataset]
+    root = _data_dir(cfg)
+    try:
+        return (cls(str(root), train=True, transform=train_tf, download=cfg.download),
+                cls(str(root), train=False, transform=eval_tf, download=cfg.download))
+    except (RuntimeError, OSError) as err:
+        raise UserError(f"no {cfg.dataset} in {root} ({err}; use --download)") from err
 
 
 def _frames_root(cfg: TrainConfig, root: Path) -> Path:
@@ -284,20 +349,19 @@ def _events(cfg: TrainConfig, train_tf, eval_tf):
     )
 
 
-def build_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset, DatasetInfo]:
-    """Train and held-out sets of ``cfg.dataset``, with their transforms, and their info.
+def build_datasets(
+    cfg: TrainConfig, need_train: bool = True
+) -> tuple[Dataset | None, Dataset, DatasetInfo]:
+    """Train and held-out sets of ``cfg.dataset``, with their transforms, and their info
+    (classes and channels as :func:`models.app.config.dataset_defaults` finds them).
 
     ``cfg.mean``/``cfg.std`` override the dataset's normalisation; ``cfg.num_classes`` sets
-    the classes of ``fake`` and must otherwise match the dataset (or be null).
+    the classes of ``fake`` and must otherwise match the dataset (or be null). Without
+    ``need_train``, an image folder needs no training split (the train set is then None).
     """
-    known = DATASETS[cfg.dataset]
-    fake_classes = cfg.num_classes or known.num_classes
-    info = DatasetInfo(
-        num_classes=fake_classes if cfg.dataset == "fake" else known.num_classes,
-        in_chans=known.in_chans,
-        mean=tuple(cfg.mean) if cfg.mean else known.mean,
-        std=tuple(cfg.std) if cfg.std else known.std,
-    )
+    given, info = cfg.num_classes, dataset_info(cfg)
+    cfg, known = dataset_defaults(cfg), DATASETS[cfg.dataset]
+    found = known.num_classes
     if cfg.dataset in EVENT_DATASETS:
         train_tf = FrameTransform(cfg.img_size, cfg.hflip, cfg.event_augment)
         eval_tf = FrameTransform(cfg.img_size, 0.0)
@@ -310,24 +374,26 @@ def build_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset, DatasetInfo]:
             BandsDataset(train, cfg.band, cfg.img_size, info.mean[0], info.std[0])
             for train in (True, False)
         )
-    elif cfg.dataset in ("cifar10", "cifar100"):
+    elif cfg.dataset in ("cifar10", "cifar100", "torch/cifar10", "torch/cifar100"):
         train_set, val_set = _cifar(cfg, train_tf, eval_tf)
-    elif cfg.dataset == "imagenet":
-        train_set, val_set = _imagenet(cfg, train_tf, eval_tf)
-        info = dataclasses.replace(info, num_classes=len(train_set.classes))
+    elif cfg.dataset.startswith("torch/"):
+        train_set, val_set = _torchvision(cfg, train_tf, eval_tf)
+    elif known.folder:
+        train_set, val_set = _folder(cfg, info.in_chans, train_tf, eval_tf, need_train)
+        found = len(val_set.classes)
     elif cfg.dataset == "fake":
+        found = cfg.num_classes
         shape = (info.in_chans, cfg.img_size, cfg.img_size)
-        train_set = FakeData(FAKE_TRAIN_SIZE, shape, fake_classes, train_tf, random_offset=0)
-        val_set = FakeData(FAKE_VAL_SIZE, shape, fake_classes, eval_tf,
-                           random_offset=FAKE_TRAIN_SIZE)
+        train_set = FakeData(FAKE_TRAIN_SIZE, shape, found, train_tf, random_offset=0)
+        val_set = FakeData(FAKE_VAL_SIZE, shape, found, eval_tf, random_offset=FAKE_TRAIN_SIZE)
     else:
         train_set, val_set = _events(cfg, train_tf, eval_tf)
-    if cfg.num_classes is not None and cfg.num_classes != info.num_classes:
+    if given is not None and given != found:
         raise UserError(
-            f"num_classes {cfg.num_classes} does not match dataset {cfg.dataset} "
-            f"({info.num_classes} classes); use num_classes=null"
+            f"num_classes {given} does not match dataset {cfg.dataset} "
+            f"({found} classes); use num_classes=null"
         )
-    if cfg.train_samples is not None:
+    if cfg.train_samples is not None and train_set is not None:
         order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(0))
         train_set = Subset(train_set, order[: cfg.train_samples].tolist())
     return train_set, val_set, info

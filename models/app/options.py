@@ -13,15 +13,19 @@ import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from models.app.datasets import DATASETS
 from models.app.errors import UserError
-from models.neurons import BACKENDS
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICES = ("auto", "cpu", "cuda")
+NEURONS = ("lif", "if", "relu", "qcfs", "if_converted")
+"""The zoo's neurons (``models.layers.NEURONS``; here without importing torch)."""
+BACKENDS = ("auto", "numba", "torch", "triton", "spikingjelly")
+"""The neuron backends (``models.neurons.BACKENDS``; here without importing torch)."""
 
 
 def positive_int(text: str) -> int:
@@ -154,6 +158,8 @@ def show_progress(args: argparse.Namespace) -> bool:
 
 def resolve_device(name: str) -> torch.device:
     """The device of ``--device``: ``auto`` is cuda when a GPU is available, else cpu."""
+    import torch
+
     if name not in DEVICES:
         raise UserError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}")
     if name == "auto":

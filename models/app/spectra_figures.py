@@ -127,7 +127,7 @@ def plot_cam(rows: Sequence[CamRow], path: Path) -> None:
             label = f" (label {row.labels[k]})" if row.labels[k] >= 0 else ""
             if np.isfinite(heat).all():
                 ax.imshow(heat, cmap="jet", alpha=0.65 * heat, vmin=0, vmax=1)
-            else:
-                label += ": nan/inf"
-            ax.set_title(f"class {row.classes[k]}{label}", fontsize=6)
+                ax.set_title(f"class {row.classes[k]}{label}", fontsize=6)
+            else:  # no class: the argmax of NaN logits is no prediction
+                ax.set_title(f"NaN/inf map{label}", fontsize=6, color="red")
     write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))

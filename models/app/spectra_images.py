@@ -12,8 +12,10 @@ from timm.data import create_transform
 from torch.utils.data import Dataset, Subset
 
 from models.app.config import build_config, read_recipe, recipe_names
-from models.app.data import IMAGE_EXTENSIONS, build_datasets
+from models.app.data import build_datasets
+from models.app.datasets import IMAGE_EXTENSIONS
 from models.app.errors import UserError
+from models.app.samples import dataset_labels, stratified_order
 
 NO_LABEL = -1
 """The label of a picture from a folder."""
@@ -51,9 +53,10 @@ class PictureFolder(Dataset):
 
 def picture_folder(
     folder: Path, samples: int, size: int, in_chans: int, mean: tuple[float, ...],
-    std: tuple[float, ...], min_side: int,
+    std: tuple[float, ...], min_side: int, seed: int = 0,
 ) -> ImageSet:
-    """The first ``samples`` pictures under ``folder`` (sorted paths, any depth).
+    """``samples`` pictures under ``folder`` (any depth), drawn by ``seed`` and stratified by
+    the folder that holds them (:func:`models.app.samples.stratified_order`).
 
     Refuses a folder without pictures, unreadable pictures, a network that does not take
     1 or 3 channels, and pictures whose shorter side is below ``min_side`` pixels (the
@@ -67,7 +70,7 @@ def picture_folder(
     if not files:
         raise UserError(
             f"--images {folder} holds no pictures (looked for {', '.join(IMAGE_EXTENSIONS)})")
-    files = files[:samples]
+    files = [files[i] for i in stratified_order([p.parent for p in files], samples, seed)]
     for path in files:
         try:
             with Image.open(path) as picture:
@@ -79,21 +82,25 @@ def picture_folder(
                 f"picture {path} is {width}x{height} px, smaller than the network's "
                 f"{min_side}x{min_side} patch grid; use pictures of {min_side} px or more")
     return ImageSet(PictureFolder(files, size, in_chans, mean, std),
-                    f"{len(files)} pictures from {folder}")
+                    f"{len(files)} pictures from {folder} (stratified by folder, seed {seed})")
 
 
 def held_out_images(
     dataset: str, samples: int, size: int, data_dir: str | None, T: int | None,
-    base: dict | None = None,
+    base: dict | None = None, seed: int = 0,
 ) -> ImageSet:
-    """The first ``samples`` held-out images of ``dataset`` at ``size`` px, through the eval
-    transform of ``base`` (a training config: the network's own) or of the dataset's recipe;
-    ``data_dir`` and ``T`` replace theirs when given."""
+    """``samples`` held-out images of ``dataset`` at ``size`` px, drawn by ``seed`` and
+    stratified by class (:func:`models.app.samples.stratified_order`: the first ones one per
+    class), through the eval transform of ``base`` (a training config: the network's own) or
+    of the dataset's recipe; ``data_dir`` and ``T`` replace theirs when given."""
     if base is None:
         base = read_recipe(dataset) if dataset in recipe_names() else {}
     overrides = {"dataset": dataset, "img_size": size}
-    overrides.update({key: value for key, value in (("data_dir", data_dir), ("T", T))
-                      if value is not None})
-    _, val_set, _ = build_datasets(build_config(base, overrides))
-    count = min(samples, len(val_set))
-    return ImageSet(Subset(val_set, range(count)), f"{count} held-out images of {dataset}")
+    if data_dir is not None:
+        overrides["data_dir"] = str(Path(data_dir).expanduser().resolve())
+    if T is not None:
+        overrides["T"] = T
+    _, val_set, _ = build_datasets(build_config(base, overrides), need_train=False)
+    order = stratified_order(dataset_labels(val_set), samples, seed)
+    return ImageSet(Subset(val_set, order), f"{len(order)} held-out images of {dataset} "
+                    f"(class-stratified, seed {seed})")

@@ -11,7 +11,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from models.app.datasets import DATASETS
+from models.app.config import build_config, dataset_info
+from models.app.datasets import DatasetInfo
 from models.app.errors import UserError
 from models.app.options import show_progress
 from models.app.spectra_figures import CamRow
@@ -52,10 +53,15 @@ def membrane_input(module: nn.Module, args: tuple, kwargs: dict) -> torch.Tensor
     return x
 
 
+def saved_info(config: dict) -> DatasetInfo:
+    """Classes, channels and normalisation of a network's saved training config."""
+    return dataset_info(build_config(config, {}))
+
+
 def input_channels(network: Network) -> int:
     """Channels of the network's images: its training dataset's, else its first conv's, else 3."""
     if network.config is not None:
-        return DATASETS[network.config["dataset"]].in_chans
+        return saved_info(network.config).in_chans
     conv = next((m for m in network.model.modules() if isinstance(m, nn.Conv2d)), None)
     return conv.in_channels if conv is not None else 3
 
@@ -63,8 +69,8 @@ def input_channels(network: Network) -> int:
 def normalisation(network: Network) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Mean and std that pictures are normalised with for the network."""
     if network.config is not None:
-        cfg, info = network.config, DATASETS[network.config["dataset"]]
-        return tuple(cfg["mean"] or info.mean), tuple(cfg["std"] or info.std)
+        info = saved_info(network.config)
+        return info.mean, info.std
     data = timm.data.resolve_model_data_config(network.model)
     return tuple(data["mean"]), tuple(data["std"])
 
@@ -86,11 +92,11 @@ def image_set(network: Network, args: argparse.Namespace) -> ImageSet:
                 f"{reduction} or more")
     if args.images is not None:
         return picture_folder(args.images, args.samples, size, input_channels(network),
-                              *normalisation(network), min_side=grid)
+                              *normalisation(network), min_side=grid, seed=args.seed)
     own = network.config is not None and args.dataset in (None, network.config["dataset"])
     dataset = network.config["dataset"] if own else args.dataset or "digits"
     return held_out_images(dataset, args.samples, size, args.data_dir, args.T,
-                           base=network.config if own else None)
+                           base=network.config if own else None, seed=args.seed)
 
 
 def _forward(network: Network, images: torch.Tensor) -> torch.Tensor:
@@ -166,7 +172,8 @@ def cam_layer(network: Network, images: torch.Tensor, name: str | None) -> str:
 
 def cam_row(network: Network, images: ImageSet, args: argparse.Namespace,
             device: torch.device) -> CamRow:
-    """Grad-CAM of the network's last stage for its first ``args.cam`` images."""
+    """Grad-CAM of the network's last stage for its first ``args.cam`` images (the sample's
+    order: one image per class first)."""
     count = min(args.cam, len(images.items))
     pairs = [images.items[i] for i in range(count)]
     batch = torch.stack([image for image, _ in pairs]).to(device)

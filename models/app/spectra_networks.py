@@ -15,7 +15,7 @@ import timm
 import torch
 from torch import nn
 
-from models.app.config import TrainConfig, build_config
+from models.app.config import TrainConfig, build_config, dataset_info
 from models.app.datasets import DATASETS
 from models.app.errors import UserError
 from models.app.modeling import create_model, model_for_config
@@ -120,9 +120,7 @@ def _default_size(name: str) -> int | None:
 
 def _config_model(cfg: TrainConfig) -> nn.Module:
     """The model of a training config, for its dataset's classes and channels."""
-    info = DATASETS[cfg.dataset]
-    return model_for_config(cfg, dataclasses.replace(
-        info, num_classes=cfg.num_classes or info.num_classes))
+    return model_for_config(cfg, dataset_info(cfg))
 
 
 def _short(path: Path) -> str:

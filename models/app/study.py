@@ -38,16 +38,15 @@ import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
 import yaml
 
 from models.app.config import (
     RESUMABLE_CHANGES,
     TrainConfig,
     build_config,
+    dataset_defaults,
     merge_keys,
     read_recipe,
 )
@@ -61,6 +60,9 @@ from models.app.files import (
     read_yaml_mapping,
     shipped_names,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 STUDY_DIR = Path(__file__).resolve().parent / "studies"
 STUDY_KEYS = ("description", "base", "set", "variants", "seeds", "measure_images")
@@ -290,10 +292,10 @@ def _check_saved_config(cell: Cell, folder: Path) -> None:
         return
     try:
         saved = load_yaml(path.read_text())
-        saved = build_config(saved, {}).to_dict()
+        saved = dataset_defaults(build_config(saved, {})).to_dict()
     except (yaml.YAMLError, UserError, TypeError) as err:
         raise UserError(f"{path} is not a run config ({err}); use another --output") from err
-    wanted = cell.config.to_dict()
+    wanted = dataset_defaults(cell.config).to_dict()  # classes and channels as a run saves them
     changed = sorted(k for k in wanted if k not in MACHINE_KEYS and saved.get(k) != wanted[k])
     if changed:
         first = changed[0]
@@ -334,6 +336,8 @@ def stage_spectra(model: torch.nn.Module, images: torch.Tensor, T: int | None) -
 
 def measure_cell(cell: Cell, folder: Path, images: int, device: str = "auto") -> dict[str, Any]:
     """The measures of a trained cell (see the module docstring) as one flat dict."""
+    import torch
+
     from models.app.data import build_datasets
     from models.app.modeling import model_for_config
     from models.app.options import resolve_device
@@ -533,6 +537,8 @@ def stage_columns(rows: list[dict[str, Any]], prefix: str) -> list[str]:
 
 def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (nan for one value) of ``values``."""
+    import numpy as np
+
     array = np.asarray(values, dtype=float)
     return float(array.mean()), float(array.std(ddof=1)) if array.size > 1 else math.nan
 
@@ -657,6 +663,7 @@ def _styles(study: Study) -> dict[str, tuple[str, str]]:
 def figure(study: Study, rows: list[dict[str, Any]]) -> bytes:
     """``study.png``: top-1 per variant, high-frequency ratio and firing rate per stage
     (variants coloured by the first axis, hatched and dashed by the second)."""
+    import numpy as np
     from matplotlib.figure import Figure
 
     groups = {k: g for k, g in _by_variant(study, rows).items() if g}

@@ -24,14 +24,13 @@ import argparse
 import itertools
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import Tensor, nn
-from tqdm import tqdm
-
-from models.app.modeling import check_input, check_model_name, create_model, load_weights
 from models.app.options import add_options, positive_int, show_progress
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor, nn
 
 RANDOM_WEIGHTS = "random weights (untrained: firing rates and energy are not a trained network's)"
 
@@ -65,8 +64,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build the model, measure it on the batches, print the table, write the JSON."""
+    import torch
+    from tqdm import tqdm
+
     from models.app.errors import UserError
     from models.app.files import atomic_write_text, check_writable
+    from models.app.modeling import check_input, create_model, load_weights
     from models.app.options import resolve_device
     from models.checkpoint import read_checkpoint
     from models.energy.measure import EnergyMeter
@@ -134,6 +137,8 @@ def _default_input_size(name: str) -> int:
     """Image side of model `name`'s pretrained config (its `input_size`, `(C, H, W)`)."""
     import timm
 
+    from models.app.modeling import check_model_name
+
     check_model_name(name)
     return timm.models.get_pretrained_cfg(name).input_size[-1]
 
@@ -143,13 +148,12 @@ def _from_training_config(args: argparse.Namespace, checkpoint: dict | None) -> 
     `--dataset` and `--data-dir` where not given from the config a `maxformer train`
     checkpoint saved; returns that config, its model kwargs and input channels (`{}` for
     other checkpoints)."""
-    from models.app.config import check_saved_config
-    from models.app.datasets import DATASETS
+    from models.app.config import build_config, check_saved_config, dataset_info
 
     if checkpoint is None or "config" not in checkpoint:
         return {}
     config = check_saved_config(checkpoint["config"], str(args.checkpoint))
-    info = DATASETS[config["dataset"]]
+    info = dataset_info(build_config(config, {}))
     args.model = args.model or config["model"]
     args.T = args.T if args.T is not None else config["T"]
     args.img_size = args.img_size or config["img_size"]
@@ -164,6 +168,8 @@ def _from_training_config(args: argparse.Namespace, checkpoint: dict | None) -> 
 def _random_batches(model: nn.Module, args: argparse.Namespace, size: int) -> Iterator[Tensor]:
     """Standard-normal images `[B, C, S, S]`, or for a model of event frames (`event_input`,
     or no `T` to repeat an image over) Poisson event counts (mean 0.5) `[B, T, C, S, S]`."""
+    import torch
+
     from models.app.errors import UserError
 
     in_chans = model.in_chans
@@ -183,6 +189,8 @@ def _dataset(
     """Loader of the held-out set of `args.dataset` (read by `models.app.data`, with the
     preprocessing of the training config `saved` when there is one), its input channels and
     classes."""
+    import torch
+
     from models.app.config import TrainConfig, build_config
     from models.app.data import build_datasets
 

@@ -91,12 +91,22 @@ def run(args: argparse.Namespace) -> int:
             atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
         return 0
     if ctx.is_main:
-        print(
-            f"{cfg.model} on {cfg.dataset} ({metrics['images']} images): "
-            f"top-1 {metrics['acc1']:.2f}%  top-5 {metrics['acc5']:.2f}%  "
-            f"loss {metrics['loss']:.4f}  {metrics['images_per_sec']:.1f} images/s"
-        )
+        print(f"{cfg.model} on {cfg.dataset} ({metrics['images']} images): {_scores(metrics)}  "
+              f"{metrics['images_per_sec']:.1f} images/s")
         if args.json:
-            report = {"model": cfg.model, "dataset": cfg.dataset, **metrics}
+            report = {"model": cfg.model, "dataset": cfg.dataset, **{  # nan: null
+                key: None if value != value else value for key, value in metrics.items()}}
             atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
     return 0
+
+
+def _scores(metrics: dict) -> str:
+    """Top-1, top-5 and loss over the images with finite logits, and how many had none."""
+    bad, finite = metrics["non_finite"], metrics["finite"]
+    if not finite:
+        return f"no accuracy: all {bad} images gave NaN/inf logits"
+    scores = (f"top-1 {metrics['acc1']:.2f}%  top-5 {metrics['acc5']:.2f}%  "
+              f"loss {metrics['loss']:.4f}")
+    if bad:
+        return f"{bad} images gave NaN/inf logits; over the {finite} finite ones: {scores}"
+    return scores

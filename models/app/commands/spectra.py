@@ -56,12 +56,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         img_size={"help": "input side (default: the checkpoint's, else the model's)"},
         batch_size={"default": 32, "help": "images per forward pass (default: 32)"},
         T={"help": "time steps of the zoo's models (default: the checkpoint's or the model's)"},
-        seed={"default": 0, "help": "seed of random weights (default: 0)"},
+        seed={"default": 0, "help": "seed of random weights and of the class-stratified "
+              "image sample (default: 0)"},
     )
     parser.add_argument("--images", type=Path, metavar="DIR",
                         help="any folder of pictures instead of a dataset")
     parser.add_argument("--samples", type=positive_int, default=DEFAULT_SAMPLES, metavar="N",
-                        help=f"images to analyse (default: {DEFAULT_SAMPLES})")
+                        help=f"images to analyse, a seeded class-stratified sample (default: "
+                        f"{DEFAULT_SAMPLES})")
     parser.add_argument("--twins", action="store_true",
                         help="also run the IF and ReLU twins with the same weights")
     parser.add_argument("--layers", action="append", metavar="PATTERN",
@@ -74,8 +76,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="radius where the high-frequency band starts, 1 = Nyquist "
                         "(default: 0.5)")
     parser.add_argument("--cam", type=positive_int, nargs="?", const=DEFAULT_CAM_IMAGES,
-                        metavar="N", help="write Grad-CAM overlays of the first N images "
-                        f"(default N: {DEFAULT_CAM_IMAGES}) to cam.png")
+                        metavar="N", help="write Grad-CAM overlays of N images, one per class "
+                        f"first (default N: {DEFAULT_CAM_IMAGES}) to cam.png")
     parser.add_argument("--cam-layer", metavar="NAME",
                         help="module Grad-CAM reads (default: the last stage)")
     parser.add_argument("--output", type=Path, metavar="DIR",
@@ -110,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     written = []
     try:
         report = {"method": args.method, "cutoff": args.cutoff, "samples": args.samples,
+                  "sample_seed": args.seed,
                   "layer_patterns": args.layers, "networks": [], "layers": []}
         cams = []
         for network, images in zip(networks, sources, strict=True):

@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from models.app.config import add_config_arguments, config_from_args
+from models.app.config import add_config_arguments, config_from_args, describe_data
 from models.app.options import add_options, show_progress
 
 
@@ -62,19 +62,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Resolve the config, train, and print where the run went."""
     from models.app.errors import UserError
-    from models.app.training.checkpointing import load_resume_point
     from models.app.training.loggers import check_loggers
-    from models.app.training.trainer import resume_config, train
 
     check_loggers(args.log)
     resume = None
     if args.resume is not None:
+        from models.app.training.checkpointing import load_resume_point
+        from models.app.training.trainer import resume_config
+
         if args.config is not None:
             raise UserError("--config does not apply to --resume: a run keeps its own config")
         resume = load_resume_point(args.resume)
         cfg = config_from_args(args, base=resume.checkpoint["config"], combine=resume_config)
     else:
         cfg = config_from_args(args)
+    print(f"{describe_data(cfg)} (saved in the run's config.yaml)", flush=True)
+    from models.app.training.trainer import train  # torch and timm: once the config is valid
+
     result = train(
         cfg, output=args.output, resume=resume, progress=show_progress(args),
         device=args.device, log=args.log,

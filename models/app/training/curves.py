@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 PANELS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     ("loss", (("train_loss", "train"), ("val_loss", "held-out"))),
@@ -18,6 +18,9 @@ PANELS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
 def learning_curves(rows: Sequence[Mapping[str, Any]], title: str = "") -> Figure:
     """Loss and accuracy against the epoch, from rows of ``metrics.csv`` (columns absent from
     the rows are left out)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(9, 3.6))
     FigureCanvasAgg(figure)
     figure.subplots_adjust(left=0.07, right=0.98, bottom=0.14, top=0.88, wspace=0.25)

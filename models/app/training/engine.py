@@ -240,28 +240,39 @@ def evaluate(
     desc: str = "eval",
 ) -> dict[str, float]:
     """Top-1/top-5 accuracy (%), mean cross-entropy and images/s over all ranks' shards, of
-    ``model`` in eval mode (a zoo model with its BatchNorms folded into their convolutions)."""
+    ``model`` in eval mode (a zoo model with its BatchNorms folded into their convolutions).
+
+    Images whose logits hold NaN or infinity are counted (``non_finite``) and left out of the
+    accuracy and the loss, which are over the ``finite`` ones only (nan when there are none):
+    a top-k of NaN logits is no prediction.
+    """
     model.eval()
     if isinstance(model, SpikingBackbone):
         model = fold_batchnorm(model)
     criterion = nn.CrossEntropyLoss(reduction="sum")
-    totals = torch.zeros(4, dtype=torch.float64)  # loss sum, top-1, top-5, samples
+    totals = torch.zeros(5, dtype=torch.float64)  # loss sum, top-1, top-5, finite, images
     start = time.perf_counter()
     for inputs, targets in tqdm(loader, desc=desc, leave=False, disable=not progress):
         inputs = inputs.to(ctx.device, non_blocking=True)
         targets = targets.to(ctx.device, non_blocking=True)
-        logits, loss = forward_loss(model, inputs, targets, criterion, amp_dtype)
-        top1, top5 = topk_correct(logits, targets)
-        totals += torch.tensor([loss.item(), top1, top5, len(targets)], dtype=torch.float64)
+        with autocast(inputs.device, amp_dtype):
+            logits = model(inputs).float()
+        finite = logits.isfinite().all(1)
+        logits, kept = logits[finite], targets[finite]
+        top1, top5 = topk_correct(logits, kept) if len(kept) else (0, 0)
+        loss = criterion(logits, kept).item() if len(kept) else 0.0
+        totals += torch.tensor([loss, top1, top5, len(kept), len(targets)], dtype=torch.float64)
     seconds = time.perf_counter() - start
-    rate = torch.tensor([totals[3] / max(seconds, 1e-9)], dtype=torch.float64)
+    rate = torch.tensor([totals[4] / max(seconds, 1e-9)], dtype=torch.float64)
     all_reduce_sum(totals)
     all_reduce_sum(rate)
-    n = max(float(totals[3]), 1.0)
+    n = float(totals[3]) if totals[3] > 0 else math.nan
     return {
         "loss": float(totals[0]) / n,
         "acc1": 100.0 * float(totals[1]) / n,
         "acc5": 100.0 * float(totals[2]) / n,
-        "images": int(totals[3]),
+        "images": int(totals[4]),
+        "finite": int(totals[3]),
+        "non_finite": int(totals[4] - totals[3]),
         "images_per_sec": float(rate[0]),
     }

@@ -28,7 +28,7 @@ from timm.utils import ModelEmaV3, distribute_bn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from models.app.config import RESUMABLE_CHANGES, TrainConfig, build_config
+from models.app.config import RESUMABLE_CHANGES, TrainConfig, build_config, dataset_defaults
 from models.app.data import build_datasets, eval_loader, train_loader
 from models.app.errors import RunInterrupted, TrainingDiverged, UserError
 from models.app.modeling import amp_dtype, check_input, model_for_config
@@ -368,6 +368,7 @@ def train(
 
 
 def _train(cfg, ctx, stop, output, resume, progress, log, restart) -> TrainResult:
+    cfg = dataset_defaults(cfg)  # classes and channels saved as found
     restarted = distributed.restarted() or restart
     resume = _restart_point(cfg, output, resume, restarted)
     _seed(cfg.seed + ctx.rank)
