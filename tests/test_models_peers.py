@@ -125,3 +125,21 @@ def test_sdsa_gates_each_channel_by_its_token_sum() -> None:
     expected = x.clone()
     expected[0, 0, 0, 0, 1] += 2.0
     assert torch.equal(out, expected)
+
+
+@pytest.mark.parametrize("name", ["spikformer_4_384", "sdt_2_512"])
+def test_energy_sees_the_peers_stage_by_stage(name: str) -> None:
+    """The energy report places every counted operation of a peer in its one stage or the
+    classifier; the pixels' convolution is the only MAC layer before the head, the blocks'
+    layers run on spikes (AC)."""
+    from models.energy import measure_energy
+
+    torch.manual_seed(0)
+    model = timm.create_model(name, embed_dims=32, depth=1, num_heads=2, T=2, lif_backend="torch")
+    report = measure_energy(model, torch.randn(1, 3, 16, 16) * 4)
+    stages = {layer.name: layer.stage for layer in report.layers}
+    assert set(stages.values()) == {"stage 1", "classifier"}, stages
+    counted = {layer.name: layer.counted_as for layer in report.layers}
+    assert counted["patch_embed.proj_conv"] == "MAC"
+    blocks = {key: value for key, value in counted.items() if key.startswith("block.")}
+    assert blocks and set(blocks.values()) == {"AC"}, blocks
