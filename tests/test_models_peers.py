@@ -80,9 +80,12 @@ def test_peer_runs_forward_backward_and_features(name: str, shape: tuple[int, ..
     assert logits.shape == (2, 5)
     logits.sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
-    (level,) = model.forward_intermediates(x, intermediates_only=True)
+    (level,) = model.forward_intermediates(x, intermediates_only=True)  # one level per block
     stride = model.feature_info[0]["reduction"]
     assert level.shape == (2, 32, shape[2] // stride, shape[3] // stride)
+    model.set_grad_checkpointing()
+    x.grad = None
+    model(x).sum().backward()
 
 
 def test_sdsa_is_a_mixer_of_maxformer_layouts() -> None:

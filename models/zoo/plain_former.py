@@ -2,6 +2,7 @@
 spiking patch splitting, a stack of blocks at one resolution and a linear head."""
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import Tensor, nn
@@ -16,9 +17,9 @@ BlockFactory = Callable[[int, NeuronFactory], nn.Module]
 
 
 class PlainSpikingTransformer(SpikingBackbone):
-    """`patch_embed` (SPS), `block` (`depth` blocks), an optional head neuron `head_lif` on the
-    token-averaged features, the average over time and the classifier `head`; the state dict's
-    names are those of the published code.
+    """`patch_embed` (SPS), `block` (`depth` blocks, each a feature level), an optional head
+    neuron `head_lif` on the token-averaged features, the average over time and the classifier
+    `head`; the state dict's names are those of the published code.
 
     Args:
         block: constructor of each block (see `BlockFactory`).
@@ -75,16 +76,28 @@ class PlainSpikingTransformer(SpikingBackbone):
             self.head_lif = make_neuron() if head_neuron else None
             self._init_head(num_classes, global_pool, drop_rate)
         self.stride = self.patch_embed.stride
-        self.feature_info = [{"num_chs": embed_dims, "reduction": self.stride, "module": "block"}]
+        self.feature_info = [
+            {"num_chs": embed_dims, "reduction": self.stride, "module": f"block.{i}"}
+            for i in range(depth)
+        ]
         self._init_weights()
         if dtype is not None:
             self.to(dtype=dtype)
 
     def _levels(self) -> list[Stage]:
-        return [lambda x: self.block(self.patch_embed(x))]
+        """One level per block, as timm's vision transformers have them; the first runs the
+        patch splitting before its block."""
+        levels = [partial(self._run_block, i) for i in range(len(self.block))]
+        return [lambda x: levels[0](self.patch_embed(x)), *levels[1:]]
+
+    def _run_block(self, index: int, x: Tensor) -> Tensor:
+        """Block `index` as its own sequence, with the stack's gradient checkpointing."""
+        part = self.block[index : index + 1]
+        part.grad_checkpointing = self.block.grad_checkpointing
+        return part(x)
 
     def _level_module_names(self, index: int) -> list[str]:
-        return ["patch_embed", "block"]
+        return [f"block.{index}"]
 
     def _pool_and_fire(self, x: Tensor) -> Tensor:
         pooled = per_step(x, self.global_pool)
