@@ -26,6 +26,12 @@ CASES = {
     "cifar_ms_qkformer": ("ms_qkformer_cifar", {"embed_dims": 64, "T": 2}),
     "imagenet_ms_qkformer": ("ms_qkformer_imagenet", {"embed_dims": 128, "T": 2}),
     "max_resnet18": ("max_resnet18", {"T": 2}),
+    "cifar_spikformer": (
+        "spikformer_4_384", {"embed_dims": 64, "depth": 2, "num_heads": 4, "T": 2}
+    ),
+    "imagenet_spikformer": ("spikformer_8_384", {"embed_dims": 64, "depth": 2, "num_heads": 4}),
+    "cifar_sdt": ("sdt_2_512", {"embed_dims": 64, "depth": 2, "num_heads": 4, "T": 2}),
+    "imagenet_sdt": ("sdt_8_384", {"embed_dims": 64, "depth": 2, "num_heads": 4, "T": 2}),
 }
 
 FLOAT64_RTOL = 1e-8

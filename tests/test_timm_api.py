@@ -198,7 +198,7 @@ def test_every_config_names_the_first_conv_and_classifier(name):
 
 
 def test_all_configs_are_listed():
-    assert len(ZOO_CONFIGS) == 14 and "maxformer_10_768.t1_in1k" in ZOO_CONFIGS
+    assert len(ZOO_CONFIGS) == 22 and "maxformer_10_768.t1_in1k" in ZOO_CONFIGS
 
 
 @pytest.mark.parametrize(

@@ -182,6 +182,46 @@ class TokenQKAttention(_SpikeAttention):
         return out.reshape(steps, batch, channels, height, width)
 
 
+class SpikeDrivenSelfAttention(ShortcutMixer):
+    """Spike-driven self-attention (SDSA, Spike-driven Transformer): Q, K, V spike maps from
+    1x1 conv + BN + LIF of `LIF(x)`; the column sums over tokens of `K * V` are fired by a
+    neuron with threshold 0.5 and gate Q's spikes channel by channel, then 1x1 conv + BN, added
+    to the input. `[T, B, dim, H, W] -> [T, B, dim, H, W]`.
+
+    The heads do not change the result (every channel is gated by its own sum); they only size
+    `talking_heads`, a `num_heads x num_heads` 1-D convolution the published code builds and
+    never calls, kept so its checkpoints load strictly.
+    """
+
+    checkpoint_name = "attn"
+
+    def __init__(
+        self, dim: int, neuron: NeuronFactory, num_heads: int = 8, drop_path: float = 0.0
+    ) -> None:
+        super().__init__(drop_path)
+        _check_heads(dim, num_heads)
+        self.shortcut_lif = neuron()
+        for name in "qkv":
+            self.add_module(f"{name}_conv", nn.Conv2d(dim, dim, 1, bias=False))
+            self.add_module(f"{name}_bn", nn.BatchNorm2d(dim))
+            self.add_module(f"{name}_lif", neuron())
+        self.talking_heads = nn.Conv1d(num_heads, num_heads, 1, bias=False)
+        self.talking_heads_lif = neuron(v_threshold=ATTENTION_THRESHOLD)
+        self.proj_conv = nn.Conv2d(dim, dim, 1)
+        self.proj_bn = nn.BatchNorm2d(dim)
+
+    def _project(self, spikes: Tensor, name: str) -> Tensor:
+        """Spikes of projection `name`: `[T, B, C, H, W] -> [T, B, C, H * W]`."""
+        conv, bn, neuron = (getattr(self, f"{name}_{part}") for part in ("conv", "bn", "lif"))
+        return neuron(per_step(spikes, conv), norm=bn).flatten(3)
+
+    def branch(self, x: Tensor) -> Tensor:
+        spikes = self.shortcut_lif(x)
+        q, k, v = (self._project(spikes, name) for name in "qkv")
+        gate = self.talking_heads_lif((k * v).sum(dim=-1, keepdim=True))
+        return per_step((q * gate).reshape(x.shape), self.proj_conv, self.proj_bn)
+
+
 MixerFactory = Callable[[int, NeuronFactory, int, float], nn.Module]
 
 MIXERS: dict[str, MixerFactory] = {
@@ -198,6 +238,7 @@ MIXERS: dict[str, MixerFactory] = {
         dim, neuron, heads, dwc_kernel_size=5, drop_path=drop
     ),
     "qk": lambda dim, neuron, heads, drop: TokenQKAttention(dim, neuron, heads, drop),
+    "sdsa": lambda dim, neuron, heads, drop: SpikeDrivenSelfAttention(dim, neuron, heads, drop),
 }
 """Mixer names of the model specification: name -> constructor
 `(dim, neuron, num_heads, drop_path)`; mixers without a shortcut have no branch to drop."""

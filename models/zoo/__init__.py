@@ -2,12 +2,12 @@
 
 import timm
 
-from models.zoo import max_resnet, maxformer, ms_qkformer
+from models.zoo import max_resnet, maxformer, ms_qkformer, sdt, spikformer
 from models.zoo.backbone import SpikingBackbone
 from models.zoo.max_resnet import MaxResNet
 from models.zoo.spiking_former import SpikingFormer
 
-ZOO_MODULES = (max_resnet, maxformer, ms_qkformer)
+ZOO_MODULES = (max_resnet, maxformer, ms_qkformer, spikformer, sdt)
 
 
 def zoo_model_names() -> list[str]:
@@ -23,5 +23,7 @@ __all__ = [
     "max_resnet",
     "maxformer",
     "ms_qkformer",
+    "sdt",
+    "spikformer",
     "zoo_model_names",
 ]

@@ -193,12 +193,18 @@ class SpikingFormer(SpikingBackbone):
     def _init_weights(self) -> None:
         """Truncated-normal weights (std 0.02) and zero biases for the layers `weight_init`
         names; the others keep PyTorch's defaults."""
-        layers = WEIGHT_INITS[self.weight_init]
-        for module in self.modules():
-            if isinstance(module, layers):
-                nn.init.trunc_normal_(module.weight, std=0.02)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+        init_truncated_normal(self, self.weight_init)
+
+
+def init_truncated_normal(model: nn.Module, weight_init: str) -> None:
+    """Truncated-normal weights (std 0.02) and zero biases for the layers of `model` that
+    `weight_init` (a key of `WEIGHT_INITS`) names."""
+    layers = WEIGHT_INITS[weight_init]
+    for module in model.modules():
+        if isinstance(module, layers):
+            nn.init.trunc_normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
 
 
 def _embed_then_blocks(embed: Stage, blocks: nn.Module, x: Tensor) -> Tensor:
