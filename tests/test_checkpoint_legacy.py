@@ -10,7 +10,7 @@ import timm
 import torch
 from timm.models import set_pretrained_check_hash
 
-import models
+import models.zoo  # noqa: F401  (registers the zoo)
 from models import CheckpointError, load_checkpoint
 from models.checkpoint import original_key_order
 

@@ -5,7 +5,7 @@ import pytest
 import timm
 import torch
 
-import models  # noqa: F401  (registers the zoo)
+import models.zoo  # noqa: F401  (registers the zoo)
 from models.checkpoint import load_checkpoint
 from models.conversion import (
     ConversionError,

@@ -5,7 +5,7 @@ import timm
 import torch
 from torch import nn
 
-import models  # noqa: F401  (registers the zoo)
+import models.zoo  # noqa: F401  (registers the zoo)
 from models.fold import fold_batchnorm, fold_into
 from models.layers import EMBEDDINGS, MIXERS
 from models.zoo import SpikingFormer

@@ -7,7 +7,7 @@ import pytest
 import timm
 import torch
 
-import models  # noqa: F401  (registers the presets)
+import models.zoo  # noqa: F401  (registers the presets)
 from models.layers import MIXERS
 
 PEERS = Path(__file__).parent / "data" / "keys" / "peers"
