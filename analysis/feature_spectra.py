@@ -2,7 +2,7 @@
 
 Reads ``spectra.json`` files written by ``maxformer spectra``, puts their networks side by side
 (a label that two runs share gets its run folder's name) and draws the command's own figure
-(`models.app.spectra_figures.plot_spectra`): the relative log amplitude at the summary point
+(`models.app.analysis.figures.plot_spectra`): the relative log amplitude at the summary point
 and the high-frequency power ratio against normalised depth, and the relative log amplitude
 against frequency per stage, one colour per network. The runs must share ``--method`` and
 ``--cutoff``. ``--networks`` keeps only the named networks, in that order.
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from models.app.spectra_figures import plot_spectra
+from models.app.analysis.figures import plot_spectra
 
 
 def merge(reports: Sequence[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:

@@ -15,12 +15,12 @@ import yaml
 from PIL import Image
 from torch import nn
 
+from models.app.analysis.images import held_out_images, picture_folder
 from models.app.cli import main
 from models.app.config import TrainConfig, build_config
 from models.app.datasets import DATASETS, unknown_dataset
 from models.app.errors import UserError
 from models.app.samples import stratified_order
-from models.app.spectra_images import held_out_images, picture_folder
 from models.app.training.distributed import setup
 from models.app.training.engine import evaluate
 from models.gradcam import grad_cam, min_max

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from models.app.analysis.report import new_output_folder
 from models.app.cli import main
 from models.app.config import build_config, read_recipe
 from models.app.data import build_datasets
@@ -19,7 +20,6 @@ from models.app.datasets import DATASETS
 from models.app.errors import UserError
 from models.app.modeling import model_for_config
 from models.app.samples import dataset_labels, stratified_order
-from models.app.spectra_report import new_output_folder
 from models.app.training.trainer import train
 from models.checkpoint import load_checkpoint, read_checkpoint
 from models.layers.mixers import DepthwiseConvMixer, SpikingSelfAttention

@@ -1,3 +1,5 @@
-"""The code of the analysis commands (``maxformer transfer``, ``heatmap``, ``bandnoise``): the
-networks and images they share with ``maxformer spectra``, their reports and figures. The
-measures themselves live in `spectral`."""
+"""The code of the analysis commands (``maxformer spectra``, ``transfer``, ``heatmap``,
+``bandnoise``): the networks and images they read (`networks`, `images`), the spatial spectra and
+Grad-CAM rows of ``spectra`` (`spectra`), the temporal transfer and Fourier measures of the others
+(`transfer`, `fourier`, `common`), their reports and figures (`report`, `figures`). The measures
+themselves live in `spectral`; the command-line modules in `models.app.commands`."""

@@ -14,11 +14,11 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from models.app.analysis.networks import Network, networks_from_args
+from models.app.analysis.report import new_output_folder, write_json
+from models.app.analysis.spectra import image_set, reset_states
 from models.app.errors import UserError
 from models.app.options import add_options, positive_int, show_progress
-from models.app.spectra_measure import image_set, reset_states
-from models.app.spectra_networks import Network, networks_from_args
-from models.app.spectra_report import new_output_folder, write_json
 
 __all__ = ["add_network_arguments", "batches", "forward_reset", "networks", "outputs",
            "progress_bar", "values", "write_json"]

@@ -21,10 +21,10 @@ from models.app.analysis.common import (
     values,
     write_json,
 )
+from models.app.analysis.networks import Network
+from models.app.analysis.report import write_atomic
 from models.app.errors import UserError
 from models.app.options import resolve_device
-from models.app.spectra_networks import Network
-from models.app.spectra_report import write_atomic
 from spectral import band_mask, band_noise_accuracy, fourier_heat_map, gradient_spectrum
 
 HEATMAP_JSON, HEATMAP_PNG = "heatmap.json", "heatmap.png"

@@ -22,10 +22,10 @@ from models.app.analysis.common import (
     values,
     write_json,
 )
+from models.app.analysis.networks import Network
+from models.app.analysis.report import write_atomic
 from models.app.errors import UserError
 from models.app.options import resolve_device
-from models.app.spectra_networks import Network
-from models.app.spectra_report import write_atomic
 from models.neurons import MultiStepNeuron, MultiStepReLU
 from models.zoo import SpikingBackbone, zoo_model_names
 from spectral import check_omegas, predicted_gain_db, temporal_transfer

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 from models.app.options import add_options, positive_int
 
 if TYPE_CHECKING:
-    from models.app.spectra_networks import Network
+    from models.app.analysis.networks import Network
     from spectral import LayerSpectrum
 
 DEFAULT_SAMPLES, DEFAULT_CAM_IMAGES = 64, 8
@@ -86,12 +86,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Measure every network on its images, then write the report and the figures."""
-    from models.app.errors import UserError
-    from models.app.options import resolve_device
-    from models.app.spectra_figures import plot_cam, plot_spectra
-    from models.app.spectra_measure import cam_row, image_set, measure
-    from models.app.spectra_networks import networks_from_args
-    from models.app.spectra_report import (
+    from models.app.analysis.figures import plot_cam, plot_spectra
+    from models.app.analysis.networks import networks_from_args
+    from models.app.analysis.report import (
         CAM_PNG,
         SPECTRA_JSON,
         SPECTRA_PNG,
@@ -100,6 +97,9 @@ def run(args: argparse.Namespace) -> int:
         new_output_folder,
         write_json,
     )
+    from models.app.analysis.spectra import cam_row, image_set, measure
+    from models.app.errors import UserError
+    from models.app.options import resolve_device
 
     if not 0.0 < args.cutoff <= math.sqrt(2.0):
         raise UserError(f"--cutoff must be a radius in (0, sqrt(2)] (1 = Nyquist), got "

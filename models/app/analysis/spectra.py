@@ -11,13 +11,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from models.app.analysis.figures import CamRow
+from models.app.analysis.images import ImageSet, held_out_images, picture_folder
+from models.app.analysis.networks import Network
 from models.app.config import build_config, dataset_info
 from models.app.datasets import DatasetInfo
 from models.app.errors import UserError
 from models.app.options import show_progress
-from models.app.spectra_figures import CamRow
-from models.app.spectra_images import ImageSet, held_out_images, picture_folder
-from models.app.spectra_networks import Network
 from models.gradcam import grad_cam, last_map_layer
 from models.layers import per_step
 from models.layers.mixers import DepthwiseConvMixer, SpikingSelfAttention, TokenQKAttention

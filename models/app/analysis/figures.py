@@ -14,7 +14,7 @@ import torch
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from models.app.spectra_report import write_atomic
+from models.app.analysis.report import write_atomic
 
 MAX_STAGE_COLUMNS = 4
 

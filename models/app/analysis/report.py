@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from models.app.analysis.networks import Network
 from models.app.errors import UserError
-from models.app.spectra_networks import Network
 from spectral import LayerSpectrum, Spectrum
 
 SPECTRA_JSON, SPECTRA_PNG, CAM_PNG = "spectra.json", "spectra.png", "cam.png"
