@@ -24,7 +24,7 @@ DEFAULT_SAMPLES, DEFAULT_BANDS = 128, 4
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``maxformer bandnoise``."""
-    from models.app.analysis.common import add_network_arguments
+    from models.app.analysis.arguments import add_network_arguments
 
     add_network_arguments(parser, DEFAULT_SAMPLES)
     parser.add_argument("--band", action="append", metavar="LOW:HIGH",

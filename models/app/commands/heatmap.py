@@ -26,7 +26,7 @@ DEFAULT_SAMPLES = 64
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``maxformer heatmap``."""
-    from models.app.analysis.common import add_network_arguments
+    from models.app.analysis.arguments import add_network_arguments
 
     add_network_arguments(parser, DEFAULT_SAMPLES)
     parser.add_argument("--eps", type=finite_float, default=0.3, metavar="E",

@@ -29,7 +29,7 @@ DEFAULT_T, DEFAULT_OMEGAS, DEFAULT_SAMPLES = 64, 8, 32
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``maxformer transfer``."""
-    from models.app.analysis.common import add_network_arguments
+    from models.app.analysis.arguments import add_network_arguments
 
     add_network_arguments(parser, DEFAULT_SAMPLES,
                           T_help=f"run-time steps of the drive (default: {DEFAULT_T}), "
