@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from models.layers import BlockSequence, NeuronFactory, neuron_factory, per_step
 from models.layers.sps import SpikingPatchSplitting
 from models.zoo.backbone import SpikingBackbone, Stage, factory_device
-from models.zoo.spiking_former import WEIGHT_INITS, init_truncated_normal
+from models.zoo.spiking_former import check_time_steps_and_init, init_truncated_normal
 
 BlockFactory = Callable[[int, NeuronFactory], nn.Module]
 """Constructor of one block: `(dim, neuron) -> [T, B, dim, H, W] -> [T, B, dim, H, W]`."""
@@ -55,12 +55,7 @@ class PlainSpikingTransformer(SpikingBackbone):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        if T is not None and T < 1:
-            raise ValueError(f"T must be >= 1 or None, got {T}")
-        if weight_init not in WEIGHT_INITS:
-            raise ValueError(
-                f"unknown weight_init {weight_init!r}; valid: {', '.join(WEIGHT_INITS)}"
-            )
+        check_time_steps_and_init(T, weight_init)
         self.weight_init = weight_init
         self.in_chans = in_chans
         self.T = T

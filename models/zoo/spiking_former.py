@@ -107,12 +107,7 @@ class SpikingFormer(SpikingBackbone):
         heads = [num_heads] * num_stages if isinstance(num_heads, int) else list(num_heads)
         if len(heads) != num_stages:
             raise ValueError(f"num_heads needs one value per stage ({num_stages}), got {num_heads}")
-        if T is not None and T < 1:
-            raise ValueError(f"T must be >= 1 or None, got {T}")
-        if weight_init not in WEIGHT_INITS:
-            raise ValueError(
-                f"unknown weight_init {weight_init!r}; valid: {', '.join(WEIGHT_INITS)}"
-            )
+        check_time_steps_and_init(T, weight_init)
         self.weight_init = weight_init
         self.in_chans = in_chans
         self.T = T
@@ -194,6 +189,14 @@ class SpikingFormer(SpikingBackbone):
         """Truncated-normal weights (std 0.02) and zero biases for the layers `weight_init`
         names; the others keep PyTorch's defaults."""
         init_truncated_normal(self, self.weight_init)
+
+
+def check_time_steps_and_init(T: int | None, weight_init: str) -> None:
+    """Refuse ``T`` < 1 and a ``weight_init`` that is not a key of :data:`WEIGHT_INITS`."""
+    if T is not None and T < 1:
+        raise ValueError(f"T must be >= 1 or None, got {T}")
+    if weight_init not in WEIGHT_INITS:
+        raise ValueError(f"unknown weight_init {weight_init!r}; valid: {', '.join(WEIGHT_INITS)}")
 
 
 def init_truncated_normal(model: nn.Module, weight_init: str) -> None:
