@@ -20,6 +20,18 @@ TINY_ARGS = ["--no-progress", "--set", "model_kwargs={embed_dims: 16}", "--T", "
 """The same on the command line (with the digits recipe's other values)."""
 
 
+def flatten(value: object, prefix: str = "") -> dict[str, object]:
+    """The leaves of nested dicts, lists and tuples (a checkpoint), by their dotted path."""
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    else:
+        return {prefix: value}
+    return {path: leaf for key, item in items
+            for path, leaf in flatten(item, f"{prefix}.{key}").items()}
+
+
 def tiny(**overrides) -> TrainConfig:
     """The digits recipe at :data:`TINY`, with ``overrides``."""
     return build_config(read_recipe("digits"), {**TINY, **overrides})

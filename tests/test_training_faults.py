@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from runs import TINY_ARGS, at_training_forward, rows, tiny, tiny_run, without_timings
+from runs import TINY_ARGS, at_training_forward, flatten, rows, tiny, tiny_run, without_timings
 
 from models.app.cli import main
 from models.app.errors import TrainingDiverged, UserError
@@ -155,23 +155,7 @@ def two_epochs(tmp_path_factory):
 
 
 def _tensors(path):
-    checkpoint = torch.load(path, weights_only=True)
-    flat = {}
-
-    def walk(prefix, value):
-        if isinstance(value, torch.Tensor):
-            flat[prefix] = value
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                walk(f"{prefix}.{key}", item)
-        elif isinstance(value, (list, tuple)):
-            for key, item in enumerate(value):
-                walk(f"{prefix}.{key}", item)
-        else:
-            flat[prefix] = value
-
-    walk("", checkpoint)
-    return flat
+    return flatten(torch.load(path, weights_only=True))
 
 
 def _equal(a, b) -> bool:

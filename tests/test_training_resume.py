@@ -10,6 +10,7 @@ import torch
 from runs import (
     TINY_ARGS,
     at_training_forward,
+    flatten,
     rows,
     tiny,
     tiny_run,
@@ -36,21 +37,9 @@ RANDOM = {**SAMPLES, "scale": [0.5, 1.0], "reprob": 0.3, "mixup": 0.5, "cutmix":
 def tensors(path):
     """Every tensor a checkpoint keeps about the model: weights, optimizer state, EMA."""
     checkpoint = torch.load(path, weights_only=True)
-    found = {}
-
-    def walk(prefix, value):
-        if isinstance(value, torch.Tensor):
-            found[prefix] = value
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                walk(f"{prefix}.{key}", item)
-        elif isinstance(value, (list, tuple)):
-            for key, item in enumerate(value):
-                walk(f"{prefix}.{key}", item)
-
-    for part in ("model", "optimizer", "ema"):
-        walk(part, checkpoint[part])
-    return found
+    return {key: value for part in ("model", "optimizer", "ema")
+            for key, value in flatten(checkpoint[part], part).items()
+            if isinstance(value, torch.Tensor)}
 
 
 def sigterm(model):
