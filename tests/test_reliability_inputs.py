@@ -162,3 +162,93 @@ def test_negative_model_sizes_are_one_line(tmp_path, capsys, kwargs):
     assert main(argv) == 2
     err = _one_line(capsys)
     assert "cannot build maxformer_cifar" in err and "negative dimension" in err
+
+
+def _pictures(folder: Path, fault: str) -> Path:
+    """A folder ``a/`` of one good 16x16 RGB picture and one ``fault``: a truncated PNG, or a
+    PNG whose header declares 400 M pixels (a decompression bomb; PIL refuses it unread)."""
+    from PIL import Image
+
+    (folder / "a").mkdir(parents=True)
+    Image.new("RGB", (16, 16), (9, 99, 199)).save(folder / "a" / "good.png")
+    bad = folder / "a" / "bad.png"
+    if fault == "truncated":
+        Image.effect_noise((16, 16), 64).save(bad)
+        bad.write_bytes(bad.read_bytes()[:120])
+    else:
+        Image.new("1", (20000, 20000)).save(bad)
+    return bad
+
+
+@pytest.mark.parametrize("fault", ["truncated", "bomb"])
+def test_a_broken_picture_in_images_is_one_line_naming_it(tmp_path, capsys, fault):
+    bad = _pictures(tmp_path / "pictures", fault)
+    argv = ["spectra", "--model", "maxformer_cifar", "--images", str(tmp_path / "pictures"),
+            "--samples", "2", "--output", str(tmp_path / "out"), "--no-progress"]
+    assert main(argv) == 2
+    assert str(bad) in _one_line(capsys)
+
+
+def test_a_broken_picture_in_a_dataset_folder_is_one_line_naming_it(tmp_path, capsys):
+    for split in ("train", "val"):
+        bad = _pictures(tmp_path / "data" / split, "truncated")
+    argv = ["train", "--dataset", "folder", "--data-dir", str(tmp_path / "data"), "--epochs",
+            "1", "--no-progress", "--set", "model_kwargs={embed_dims: 16}", "--T", "1",
+            "--batch-size", "2", "--output", str(tmp_path / "run")]
+    assert main(argv) == 2
+    err = _one_line(capsys)
+    assert "cannot read picture" in err and bad.name in err
+
+
+@pytest.mark.parametrize("body, spec, says", [
+    ("", ":f", "expected module:function"),
+    ("def f(width):\n    return None\n", "nets.py:f", "required arguments (width)"),
+    ("def f():\n    raise RuntimeError('no weights here')\n", "nets.py:f",
+     "f() raised RuntimeError: no weights here"),
+    ("raise ImportError('broken module')\n", "nets.py:f", "raised ImportError: broken module"),
+])
+def test_a_module_function_model_that_cannot_build_is_one_line(tmp_path, capsys, monkeypatch,
+                                                                body, spec, says):
+    (tmp_path / "nets.py").write_text(body)
+    monkeypatch.chdir(tmp_path)
+    assert main(["spectra", "--model", spec, "--output", str(tmp_path / "out")]) == 2
+    assert says in _one_line(capsys)
+
+
+@pytest.mark.parametrize("extra", [[], ["--dataset", "fake"]])
+def test_energy_of_a_model_without_time_steps_counts_one_step(capsys, extra):
+    """An ANN of timm (no ``T``) on images: one time step, MACs only, not "event frames"."""
+    assert main(["energy", "--model", "resnet10t", "--img-size", "32", "--batch-size", "1",
+                 "--batches", "1", "--no-progress", *extra]) == 0
+    out = capsys.readouterr().out
+    assert "counted as one time step" in out and "T=1" in out
+
+
+def test_an_allocation_the_cpu_refuses_is_one_line(capsys):
+    """torch's CPU allocator raises a RuntimeError (not MemoryError) for a 43 GB input."""
+    assert main(["energy", "--model", "maxformer_cifar", "--img-size", "60000",
+                 "--no-progress"]) == 2
+    assert "out of memory" in _one_line(capsys)
+
+
+@pytest.mark.parametrize("command", ["eval", "spectra"])
+def test_ctrl_c_in_eval_and_spectra_is_one_line(tmp_path, capsys, command):
+    from models.zoo import SpikingBackbone
+
+    def hook(module, args):
+        if isinstance(module, SpikingBackbone):
+            raise KeyboardInterrupt
+
+    if command == "eval":
+        assert main([*TRAIN, "--output", str(tmp_path / "run")]) == 0
+        capsys.readouterr()
+    argv = {"eval": ["eval", "--checkpoint", str(tmp_path / "run" / "checkpoint-last.pt"),
+                     "--no-progress"],
+            "spectra": ["spectra", "--model", "maxformer_cifar", "--dataset", "digits",
+                        "--samples", "2", "--output", str(tmp_path / "out"), "--no-progress"]}
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(hook)
+    try:
+        assert main(argv[command]) == 130
+    finally:
+        handle.remove()
+    assert "interrupted by SIGINT" in _one_line(capsys)

@@ -59,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+CPU_OUT_OF_MEMORY = "can't allocate memory"
+"""What torch's CPU allocator says when an allocation fails (a RuntimeError, not MemoryError)."""
+
+
 class _NeverRaised(Exception):
     """Stands for an exception class whose module is not imported (so it was not raised)."""
 
@@ -96,6 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError:
         print(f"maxformer {args.command}: error: out of memory; lower --batch-size (or "
               "img_size, T, workers)", file=sys.stderr)
+        return 2
+    except RuntimeError as err:
+        if CPU_OUT_OF_MEMORY not in str(err):
+            raise
+        print(f"maxformer {args.command}: error: out of memory ({one_line(str(err))}); lower "
+              "--batch-size (or img_size, T, workers)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"maxformer {args.command}: interrupted by SIGINT", file=sys.stderr)

@@ -40,6 +40,7 @@ from models.app.datasets import (
     IMAGE_EXTENSIONS,
     DatasetInfo,
     folder_splits,
+    read_picture,
 )
 from models.app.errors import UserError
 from models.app.event_augment import augment_clip
@@ -243,12 +244,6 @@ def _cifar(cfg: TrainConfig, train_tf, eval_tf):
         ) from err
 
 
-def open_picture(path: str, mode: str) -> Image.Image:
-    """The picture at ``path`` in ``mode`` (``L``: grey, ``RGB``)."""
-    with Image.open(path) as picture:
-        return picture.convert(mode)
-
-
 def _folder(cfg: TrainConfig, in_chans: int, train_tf, eval_tf, need_train: bool):
     """An image folder: ``train/<class>/<picture>`` and ``val/`` (or ``validation/``), or a
     folder of ``<class>/<picture>`` (both splits); grey pictures stay grey (``in_chans`` 1).
@@ -258,7 +253,7 @@ def _folder(cfg: TrainConfig, in_chans: int, train_tf, eval_tf, need_train: bool
         splits = folder_splits(root, "data_dir of the run's config")
     except FileNotFoundError as err:
         raise UserError(str(err)) from err
-    loader = functools.partial(open_picture, mode="L" if in_chans == 1 else "RGB")
+    loader = functools.partial(read_picture, mode="L" if in_chans == 1 else "RGB")
     sets = []
     for split, tf in (("train", train_tf), ("val", eval_tf)):
         if split == "train" and not need_train:

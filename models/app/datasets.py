@@ -8,6 +8,12 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from models.app.errors import UserError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # timm's
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)  # models.zoo's
@@ -109,10 +115,33 @@ class FolderFacts:
     std: tuple[float, ...] | None
 
 
+def read_picture(path: Path | str, mode: str | None = None) -> Image.Image:
+    """The picture at ``path``, decoded (in ``mode``, ``L`` grey or ``RGB``, when given).
+
+    A file that is not a picture, a truncated one and one whose header declares more pixels
+    than PIL's ``Image.MAX_IMAGE_PIXELS`` (a decompression bomb, refused before decoding)
+    raise a :class:`UserError` naming the file.
+    """
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as picture:
+                picture.load()
+                return picture.convert(mode) if mode else picture.copy()
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as err:
+        raise UserError(f"picture {path} declares too many pixels for PIL "
+                        f"(a decompression bomb?): {err}") from err
+    except (OSError, SyntaxError, ValueError) as err:
+        raise UserError(f"cannot read picture {path}: {err}") from err
+
+
 def inspect_folder(root: Path, origin: str = "--data-dir") -> FolderFacts:
     """The facts of image folder ``root`` from a seeded sample of its pictures (every class)."""
     import numpy as np
-    from PIL import Image
 
     splits = folder_splits(root, origin)
     split = splits["train"] or splits["val"]
@@ -123,11 +152,11 @@ def inspect_folder(root: Path, origin: str = "--data-dir") -> FolderFacts:
         len(group), max(1, STATISTICS_SAMPLE // len(classes))))]
     grey, sides, pixels = True, [], []
     for path in sample:
-        with Image.open(path) as picture:
-            grey &= picture.mode in ("1", "L", "I", "I;16", "F")
-            sides.append(min(picture.size))
-            if grey:
-                pixels.append(np.asarray(picture.convert("L"), dtype=np.float64) / 255.0)
+        picture = read_picture(path)
+        grey &= picture.mode in ("1", "L", "I", "I;16", "F")
+        sides.append(min(picture.size))
+        if grey:
+            pixels.append(np.asarray(picture.convert("L"), dtype=np.float64) / 255.0)
     side = max(set(sides), key=sides.count)  # the commonest
     if not grey:
         return FolderFacts(classes, 3, side, None, None)

@@ -7,13 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
 from timm.data import create_transform
 from torch.utils.data import Dataset, Subset
 
 from models.app.config import build_config, read_recipe, recipe_names
 from models.app.data import build_datasets
-from models.app.datasets import IMAGE_EXTENSIONS
+from models.app.datasets import IMAGE_EXTENSIONS, read_picture
 from models.app.errors import UserError
 from models.app.samples import dataset_labels, stratified_order
 
@@ -47,8 +46,7 @@ class PictureFolder(Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        with Image.open(self.files[i]) as picture:
-            return self.transform(picture.convert(self.mode)), NO_LABEL
+        return self.transform(read_picture(self.files[i], self.mode)), NO_LABEL
 
 
 def picture_folder(
@@ -72,11 +70,7 @@ def picture_folder(
             f"--images {folder} holds no pictures (looked for {', '.join(IMAGE_EXTENSIONS)})")
     files = [files[i] for i in stratified_order([p.parent for p in files], samples, seed)]
     for path in files:
-        try:
-            with Image.open(path) as picture:
-                width, height = picture.size
-        except (OSError, UnidentifiedImageError) as err:
-            raise UserError(f"cannot read picture {path}: {err}") from err
+        width, height = read_picture(path).size
         if min(width, height) < min_side:
             raise UserError(
                 f"picture {path} is {width}x{height} px, smaller than the network's "

@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import importlib
 import importlib.util
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,13 +59,20 @@ def is_callable_spec(name: str) -> bool:
 def load_callable(spec: str) -> nn.Module:
     """The module that ``module:function`` (a module path or a ``.py`` file) returns."""
     module_name, _, function_name = spec.rpartition(":")
+    if not module_name or not function_name.isidentifier():
+        raise UserError(f"--model {spec}: expected module:function (a module path or a .py "
+                        "file, a colon, a function name), e.g. mynets.py:small_net")
     if module_name.endswith(".py"):
         path = Path(module_name)
         if not path.is_file():
             raise UserError(f"--model {spec}: no file {path}")
         found = importlib.util.spec_from_file_location(path.stem, path)
         module = importlib.util.module_from_spec(found)
-        found.loader.exec_module(module)
+        try:
+            found.loader.exec_module(module)
+        except Exception as err:
+            raise UserError(f"--model {spec}: running {path} raised "
+                            f"{type(err).__name__}: {err}") from err
     else:
         try:
             module = importlib.import_module(module_name)
@@ -73,7 +81,17 @@ def load_callable(spec: str) -> nn.Module:
     function = getattr(module, function_name, None)
     if not callable(function):
         raise UserError(f"--model {spec}: {module_name} has no function {function_name!r}")
-    model = function()
+    required = [p.name for p in inspect.signature(function).parameters.values()
+                if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD,
+                                                        p.KEYWORD_ONLY)]
+    if required:
+        raise UserError(f"--model {spec}: {function_name}() has required arguments "
+                        f"({', '.join(required)}); give a function that takes none")
+    try:
+        model = function()
+    except Exception as err:
+        raise UserError(f"--model {spec}: {function_name}() raised "
+                        f"{type(err).__name__}: {err}") from err
     if not isinstance(model, nn.Module):
         raise UserError(f"--model {spec} returned a {type(model).__name__}, not an nn.Module")
     return model

@@ -116,9 +116,12 @@ def run(args: argparse.Namespace) -> int:
     first = next(batches)
     check_input(model, first[0], f"{source} at img_size {size}")
     batches = itertools.chain([first], batches)
+    one_step = getattr(model, "T", None) is None and first.dim() == 4
+    if one_step:
+        print(f"{args.model} has no T and takes images [B, C, H, W]: counted as one time step")
     measured = tqdm(itertools.islice(batches, args.batches), total=args.batches, desc="energy",
                     leave=False, disable=not show_progress(args))
-    with EnergyMeter(model) as meter:
+    with EnergyMeter(model, T=1 if one_step else None) as meter:
         for images in measured:
             model(images.to(device))
     report = meter.report()
@@ -173,7 +176,8 @@ def _random_batches(model: nn.Module, args: argparse.Namespace, size: int) -> It
     from models.app.errors import UserError
 
     in_chans = model.in_chans
-    frames = getattr(model, "event_input", False) or getattr(model, "T", None) is None
+    frames = getattr(model, "event_input", False) or (
+        getattr(model, "T", None) is None and args.T is not None)
     if frames and args.T is None:
         raise UserError(f"{args.model} takes event frames [B, T, C, H, W]: give their number, --T")
     while True:
