@@ -97,15 +97,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"maxformer {args.command}: error: out of GPU memory ({first}); lower "
               "--batch-size (or img_size, T)", file=sys.stderr)
         return 2
-    except MemoryError:
-        print(f"maxformer {args.command}: error: out of memory; lower --batch-size (or "
-              "img_size, T, workers)", file=sys.stderr)
-        return 2
-    except RuntimeError as err:
-        if CPU_OUT_OF_MEMORY not in str(err):
+    except (MemoryError, RuntimeError) as err:
+        if isinstance(err, RuntimeError) and CPU_OUT_OF_MEMORY not in str(err):
             raise
-        print(f"maxformer {args.command}: error: out of memory ({one_line(str(err))}); lower "
-              "--batch-size (or img_size, T, workers)", file=sys.stderr)
+        detail = f" ({one_line(str(err))})" if str(err) else ""
+        print(f"maxformer {args.command}: error: out of memory; lower --batch-size (or "
+              f"img_size, T, workers){detail}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"maxformer {args.command}: interrupted by SIGINT", file=sys.stderr)

@@ -6,6 +6,8 @@ Imports neither torch nor timm, so that the command line answers names and error
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -115,12 +117,13 @@ class FolderFacts:
     std: tuple[float, ...] | None
 
 
-def read_picture(path: Path | str, mode: str | None = None) -> Image.Image:
-    """The picture at ``path``, decoded (in ``mode``, ``L`` grey or ``RGB``, when given).
+@contextmanager
+def opened_picture(path: Path | str) -> Iterator[Image.Image]:
+    """The picture at ``path``, opened lazily (its header read, its pixels when used).
 
-    A file that is not a picture, a truncated one and one whose header declares more pixels
-    than PIL's ``Image.MAX_IMAGE_PIXELS`` (a decompression bomb, refused before decoding)
-    raise a :class:`UserError` naming the file.
+    A file that is not a picture, one truncated (found when its pixels are decoded inside the
+    ``with``) and one whose header declares more pixels than PIL's ``Image.MAX_IMAGE_PIXELS``
+    (a decompression bomb, refused before decoding) raise a :class:`UserError` naming the file.
     """
     import warnings
 
@@ -130,13 +133,19 @@ def read_picture(path: Path | str, mode: str | None = None) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as picture:
-                picture.load()
-                return picture.convert(mode) if mode else picture.copy()
+                yield picture
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as err:
         raise UserError(f"picture {path} declares too many pixels for PIL "
                         f"(a decompression bomb?): {err}") from err
     except (OSError, SyntaxError, ValueError) as err:
         raise UserError(f"cannot read picture {path}: {err}") from err
+
+
+def read_picture(path: Path | str, mode: str) -> Image.Image:
+    """The picture at ``path`` decoded in ``mode`` (``L`` grey, ``RGB``); errors as
+    :func:`opened_picture`'s."""
+    with opened_picture(path) as picture:
+        return picture.convert(mode)
 
 
 def inspect_folder(root: Path, origin: str = "--data-dir") -> FolderFacts:
@@ -152,11 +161,11 @@ def inspect_folder(root: Path, origin: str = "--data-dir") -> FolderFacts:
         len(group), max(1, STATISTICS_SAMPLE // len(classes))))]
     grey, sides, pixels = True, [], []
     for path in sample:
-        picture = read_picture(path)
-        grey &= picture.mode in ("1", "L", "I", "I;16", "F")
-        sides.append(min(picture.size))
-        if grey:
-            pixels.append(np.asarray(picture.convert("L"), dtype=np.float64) / 255.0)
+        with opened_picture(path) as picture:
+            grey &= picture.mode in ("1", "L", "I", "I;16", "F")
+            sides.append(min(picture.size))
+            if grey:
+                pixels.append(np.asarray(picture.convert("L"), dtype=np.float64) / 255.0)
     side = max(set(sides), key=sides.count)  # the commonest
     if not grey:
         return FolderFacts(classes, 3, side, None, None)

@@ -12,7 +12,7 @@ from torch.utils.data import Dataset, Subset
 
 from models.app.config import build_config, read_recipe, recipe_names
 from models.app.data import build_datasets
-from models.app.datasets import IMAGE_EXTENSIONS, read_picture
+from models.app.datasets import IMAGE_EXTENSIONS, opened_picture, read_picture
 from models.app.errors import UserError
 from models.app.samples import dataset_labels, stratified_order
 
@@ -70,7 +70,8 @@ def picture_folder(
             f"--images {folder} holds no pictures (looked for {', '.join(IMAGE_EXTENSIONS)})")
     files = [files[i] for i in stratified_order([p.parent for p in files], samples, seed)]
     for path in files:
-        width, height = read_picture(path).size
+        with opened_picture(path) as picture:
+            width, height = picture.size
         if min(width, height) < min_side:
             raise UserError(
                 f"picture {path} is {width}x{height} px, smaller than the network's "
