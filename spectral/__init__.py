@@ -32,7 +32,7 @@ from .neuron import (
     measure_neuron_response,
     neuron_transfer,
 )
-from .probe import LayerSpectrum, SpectrumProbe, first_tensor, is_spiking_neuron
+from .probe import LayerSpectrum, SpectrumProbe, first_tensor, is_spiking_neuron, time_major
 from .temporal import (
     LayerTransfer,
     check_omegas,
@@ -72,4 +72,5 @@ __all__ = [
     "radial_profile",
     "spike_train_spectrum",
     "temporal_transfer",
+    "time_major",
 ]

@@ -14,7 +14,7 @@ from torch import nn
 
 from .feature import METHODS, Spectrum, SpectrumAccumulator, _check_cutoff, is_binary
 
-__all__ = ["LayerSpectrum", "SpectrumProbe", "first_tensor", "is_spiking_neuron"]
+__all__ = ["LayerSpectrum", "SpectrumProbe", "first_tensor", "is_spiking_neuron", "time_major"]
 
 MembraneInput = Callable[[nn.Module, tuple, dict], Any]
 """``(module, args, kwargs) -> tensor``: what a neuron filters, from the arguments of its call."""
@@ -63,6 +63,57 @@ class LayerSpectrum:
     skipped: str | None = None
 
 
+class _TimeMean:
+    """The sum over time of a module's maps of successive calls, until `flush` hands their
+    mean (``[B, ..., H, W]``) to an accumulator."""
+
+    def __init__(self) -> None:
+        self.total: torch.Tensor | None = None
+        self.steps = 0
+
+    def add(self, x: torch.Tensor, batch: int) -> None:
+        """Add the steps of ``x``, maps of a batch of ``batch`` (see `time_major`)."""
+        steps = time_major(x, batch)
+        total = steps.double().sum(0)
+        if self.total is not None and total.shape != self.total.shape:
+            raise ValueError(f"maps of shape {tuple(total.shape)} cannot continue maps of shape "
+                             f"{tuple(self.total.shape)} in time: call end_input() between "
+                             "different inputs")
+        self.total = total if self.total is None else self.total + total
+        self.steps += steps.shape[0]
+
+    def flush(self, accumulator: SpectrumAccumulator) -> None:
+        if self.total is not None:
+            accumulator.add(self.total / self.steps)
+        self.total, self.steps = None, 0
+
+
+def time_major(x: torch.Tensor, batch: int) -> torch.Tensor:
+    """Maps ``x`` of a batch of ``batch`` as ``[T, B, C, h, w]``: from ``[B, C, h, w]`` (one
+    step) or frames ``[T * B, C, h, w]``, time-major ``[T, B, C, h, w]`` (preferred when
+    ambiguous) or ``[B, T, C, h, w]``; ValueError for any other shape."""
+    shape = tuple(x.shape)
+    if x.ndim == 4 and batch >= 1 and shape[0] % batch == 0:
+        return x.reshape(shape[0] // batch, batch, *shape[1:])
+    if x.ndim == 5 and shape[1] == batch:
+        return x
+    if x.ndim == 5 and shape[0] == batch:
+        return x.transpose(0, 1)
+    raise ValueError(
+        f"layer output of shape {shape} is not maps [B, C, h, w], [T, B, C, h, w], "
+        f"[B, T, C, h, w] or [T * B, C, h, w] of a batch of {batch}"
+    )
+
+
+def _time_problem(x: torch.Tensor, batch: int | None) -> str | None:
+    """Why ``x`` has no time axis `time_major` reads, or None if it has one."""
+    try:
+        time_major(x, batch or 0)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
 class _Entry:
     """Running sums of one probed module at one map size."""
 
@@ -72,6 +123,8 @@ class _Entry:
         self.calls = 0
         self.output = SpectrumAccumulator()
         self.input = SpectrumAccumulator()
+        self.output_time = _TimeMean()
+        self.input_time = _TimeMean()
         self.binary = True
         self.spikes = 0.0
         self.elements = 0
@@ -94,6 +147,13 @@ class SpectrumProbe:
     factor along both axes (within ``MAX_GRID_MISMATCH``). Anything else, such as tuples or
     tokens ``[T, B, C, N]``, is recorded as skipped, with the reason. Calls whose output (or
     membrane input) holds nan or inf are counted and left out.
+
+    With ``time_mean``, each output (and membrane input) is first averaged over time, a
+    spiking layer's firing-rate maps: its maps are read by `time_major` (a single-step
+    module's ``[B, C, H, W]`` is one step), ``B`` being the first axis of the model's input
+    (other outputs are skipped). Successive forward passes continue one another in time
+    until `end_input` (a network run over many steps in chunks, or one step at a time);
+    leaving the block and reading `results` end the input too.
 
     Use as a context manager: inside the ``with`` block every forward pass adds to the
     averages (hooks are removed on exit, also after an exception; entering again starts
@@ -120,6 +180,7 @@ class SpectrumProbe:
         membrane_input: MembraneInput = first_tensor,
         cutoff: float = 0.5,
         method: str = "radial",
+        time_mean: bool = False,
     ) -> None:
         types = (types,) if isinstance(types, type) else tuple(types)
         neuron_types = (neuron_types,) if isinstance(neuron_types, type) else tuple(neuron_types)
@@ -135,6 +196,7 @@ class SpectrumProbe:
         self.cutoff = cutoff
         self.method = method
         self.membrane_input = membrane_input
+        self.time_mean = time_mean
         self.modules = [
             (name, module)
             for name, module in model.named_modules()
@@ -153,12 +215,13 @@ class SpectrumProbe:
         self._entries: dict[tuple[str, tuple[int, int] | None], _Entry] = {}
         self._inputs: dict[str, list[torch.Tensor | None]] = {}
         self._grid: tuple[int, int] | None = None
+        self._batch: int | None = None
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
     def __enter__(self) -> SpectrumProbe:
         if self._handles:
             raise RuntimeError("this SpectrumProbe is already active")
-        self._entries, self._inputs, self._grid = {}, {}, None
+        self._entries, self._inputs, self._grid, self._batch = {}, {}, None, None
         try:
             self._handles.append(
                 self.model.register_forward_pre_hook(self._record_grid, with_kwargs=True))
@@ -174,6 +237,14 @@ class SpectrumProbe:
 
     def __exit__(self, *exc_info: object) -> None:
         self._remove_hooks()
+        self.end_input()
+
+    def end_input(self) -> None:
+        """With ``time_mean``: the forward passes so far were all the time steps of their
+        input; their mean maps join the averages, and the next pass starts a new input."""
+        for entry in self._entries.values():
+            entry.output_time.flush(entry.output)
+            entry.input_time.flush(entry.input)
 
     def _remove_hooks(self) -> None:
         for handle in self._handles:
@@ -191,6 +262,8 @@ class SpectrumProbe:
         x = first_tensor(module, args, kwargs)
         if self._grid is None and x is not None and x.ndim >= 2:
             self._grid = tuple(x.shape[-2:])
+        if x is not None and x.ndim >= 1:
+            self._batch = x.shape[0]
 
     def _record_input(self, name: str, module: nn.Module, args: tuple, kwargs: dict) -> None:
         x = self.membrane_input(module, args, kwargs)
@@ -216,6 +289,8 @@ class SpectrumProbe:
     def _record(self, name: str, module: nn.Module, args: Any, output: Any) -> None:
         membrane = self._inputs.get(name, [None]).pop() if name in self.neurons else None
         problem = self._map_problem(output)
+        if problem is None and self.time_mean:
+            problem = _time_problem(output, self._batch)
         size = None if problem else tuple(output.shape[-2:])
         key = (name, size)
         if key not in self._entries:
@@ -229,18 +304,27 @@ class SpectrumProbe:
         if not bool(torch.isfinite(output).all()):
             entry.nonfinite_calls += 1
             return
-        entry.output.add(output)
+        if self.time_mean:
+            entry.output_time.add(output, self._batch)
+        else:
+            entry.output.add(output)
         entry.binary = entry.binary and is_binary(output)
         if entry.binary:
             entry.spikes += float(output.double().sum())
             entry.elements += output.numel()
-        if membrane is not None and self._map_problem(membrane) is None and bool(
+        if membrane is None or self._map_problem(membrane) is not None or not bool(
                 torch.isfinite(membrane).all()):
+            return
+        if not self.time_mean:
             entry.input.add(membrane)
+        elif _time_problem(membrane, self._batch) is None:
+            entry.input_time.add(membrane, self._batch)
 
     @property
     def results(self) -> list[LayerSpectrum]:
-        """One `LayerSpectrum` per probed module and map size, in order of first call."""
+        """One `LayerSpectrum` per probed module and map size, in order of first call (with
+        ``time_mean``, the input under way ends here: see `end_input`)."""
+        self.end_input()
         maps = [key for key in self._entries if key[1] is not None]
         sizes = list(dict.fromkeys(size for _, size in maps))
         steps = max(len(maps) - 1, 1)

@@ -216,3 +216,57 @@ def test_bad_cutoff_and_method_are_rejected():
         SpectrumProbe(Net(), types=nn.Conv2d, cutoff=2.0)
     with pytest.raises(ValueError, match="unknown method 'mean'; valid: radial, diagonal"):
         SpectrumProbe(Net(), types=nn.Conv2d, method="mean")
+
+
+class TimeMajor(nn.Module):
+    """Clips ``[B, T, C, H, W]`` -> time-major ``[T, B, C, H, W]``, or frames ``[T * B, C, H,
+    W]``."""
+
+    def __init__(self, frames: bool = False) -> None:
+        super().__init__()
+        self.frames = frames
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.transpose(0, 1)
+        return x.flatten(0, 1) if self.frames else x
+
+
+def flickering_clips(steps: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clips ``[2, steps, 1, 16, 16]`` whose frames are a grating at radius 0.25 plus or minus
+    (alternately) one of equal power at radius 0.75; and the first grating ``[16, 16]``."""
+    axis = torch.arange(16, dtype=torch.float64)
+    low = torch.cos(2 * math.pi * 2 * axis / 16)[None, :].expand(16, 16)
+    high = torch.cos(2 * math.pi * 6 * axis / 16)[:, None].expand(16, 16)
+    sign = torch.tensor([(-1.0) ** t for t in range(steps)], dtype=torch.float64)
+    frames = low + sign[:, None, None] * high
+    return frames[None, :, None].expand(2, -1, 1, -1, -1).contiguous(), low
+
+
+@pytest.mark.parametrize("frames", [False, True])
+def test_time_mean_gives_the_spectrum_of_the_mean_map_over_calls(frames):
+    """The flicker cancels over an even number of steps: the time mean is the low grating
+    alone (high-frequency ratio 0), while the mean of per-step spectra keeps both gratings'
+    equal powers (ratio 1/2). Steps fed in two calls (3 + 5) continue one another until
+    end_input; an input of 3 steps alone leaves a third of the flicker (ratio (1/9) / (1 +
+    1/9))."""
+    clips, low = flickering_clips()
+    model = nn.Sequential(TimeMajor(frames))
+    (steps,) = SpectrumProbe(model, names="0").run(clips)
+    (mean,) = SpectrumProbe(model, names="0", time_mean=True).run(clips)
+    assert steps.output.high_frequency_ratio == pytest.approx(0.5, abs=1e-12)
+    assert mean.output.high_frequency_ratio == pytest.approx(0.0, abs=1e-12)
+    assert mean.output.maps == 2 and steps.output.maps == 16
+    np.testing.assert_allclose(mean.output.power, radial_profile(low)[1], atol=1e-9)
+    probe = SpectrumProbe(model, names="0", time_mean=True)
+    with probe, torch.no_grad():
+        model(clips[:, :3])
+        model(clips[:, 3:])
+        probe.end_input()
+        model(clips[:, :3])
+    (split,) = probe.results
+    alone = SpectrumProbe(model, names="0", time_mean=True).run(clips[:, :3])[0]
+    assert split.output.maps == 4
+    assert alone.output.high_frequency_ratio == pytest.approx(1 / 10, abs=1e-12)
+    # flicker power per map: 0 (first input) and 1/9 (second), beside the low grating's 1
+    assert split.output.high_frequency_ratio == pytest.approx((1 / 18) / (1 + 1 / 18),
+                                                              abs=1e-12)
