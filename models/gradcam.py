@@ -1,7 +1,7 @@
 """Grad-CAM (Selvaraju et al., ICCV 2017) of any ``nn.Module``, spiking or not.
 
 Spiking networks get their gradients through the neurons' surrogate, as in training.
-Imports torch only, so it serves any network (timm, spikingjelly, the zoo).
+Imports torch and `spectral` only, so it serves any network (timm, spikingjelly, the zoo).
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from spectral import time_major
+
 __all__ = ["grad_cam", "last_map_layer", "min_max"]
 
 
@@ -17,25 +19,9 @@ def _is_map(x: object) -> bool:
     return isinstance(x, Tensor) and x.ndim >= 4 and x.shape[-2] >= 2 and x.shape[-1] >= 2
 
 
-def _time_major(x: Tensor, batch: int) -> Tensor:
-    """A layer output as ``[T, B, C, h, w]``: from ``[B, C, h, w]``, time-major
-    ``[T, B, C, h, w]`` (preferred when ambiguous), ``[B, T, C, h, w]`` or frames
-    ``[T * B, C, h, w]``."""
-    shape = tuple(x.shape)
-    if x.ndim == 4 and shape[0] % batch == 0:
-        return x.reshape(shape[0] // batch, batch, *shape[1:])
-    if x.ndim == 5 and shape[1] == batch:
-        return x
-    if x.ndim == 5 and shape[0] == batch:
-        return x.transpose(0, 1)
-    raise ValueError(
-        f"layer output of shape {shape} is not maps [B, C, h, w], [T, B, C, h, w], "
-        f"[B, T, C, h, w] or [T * B, C, h, w] of a batch of {batch}"
-    )
-
-
 def grad_cam(
-    model: nn.Module, images: Tensor, layer: nn.Module, classes: Tensor | None = None
+    model: nn.Module, images: Tensor, layer: nn.Module, classes: Tensor | None = None,
+    every_call: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Grad-CAM heat maps of ``layer`` for ``images``.
 
@@ -44,7 +30,9 @@ def grad_cam(
             stateful neurons first if it has any).
         images: the model's input, batch first: ``[B, C, H, W]`` (or ``[B, T, C, H, W]``).
         layer: a module of ``model`` whose output is maps ``[B, C, h, w]``, ``[T, B, C, h, w]``
-            or frames ``[T * B, C, h, w]``; if it runs several times, its last call counts.
+            or frames ``[T * B, C, h, w]``; if it runs several times, its last call counts,
+            or with ``every_call`` all its calls, as successive time steps (a network run
+            over many steps in chunks).
         classes: ``[B]`` class per image (default: the predicted class).
 
     Returns:
@@ -69,14 +57,17 @@ def grad_cam(
     if not isinstance(logits, Tensor) or logits.shape[:1] != (batch,) or logits.ndim != 2:
         shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
         raise ValueError(f"the model must return logits [B, K] = [{batch}, K], got {shape}")
-    activation = captured[-1]
-    if not isinstance(activation, Tensor):
-        raise ValueError(f"the layer's output is a {type(activation).__name__}, not a tensor")
+    activations = captured if every_call else captured[-1:]
+    for activation in activations:
+        if not isinstance(activation, Tensor):
+            raise ValueError(f"the layer's output is a {type(activation).__name__}, not a "
+                             "tensor")
     if classes is None:
         classes = logits.argmax(1)
     score = logits.gather(1, classes.reshape(batch, 1).to(logits.device)).sum()
-    (grad,) = torch.autograd.grad(score, activation)
-    grad, activation = _time_major(grad, batch), _time_major(activation.detach(), batch)
+    grads = torch.autograd.grad(score, activations)
+    grad = torch.cat([time_major(g, batch) for g in grads])
+    activation = torch.cat([time_major(a.detach(), batch) for a in activations])
     weights = grad.mean(dim=(0, 3, 4))  # [B, C]
     heat = torch.relu((weights[:, :, None, None] * activation.mean(0)).sum(1))  # [B, h, w]
     heat = F.interpolate(heat[:, None].float(), size=tuple(images.shape[-2:]), mode="bilinear",

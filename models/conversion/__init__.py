@@ -2,7 +2,12 @@
 per-layer thresholds from activation statistics or from the trained QCFS clip, and their
 evaluation over many time steps in chunks with the state carried."""
 
-from models.conversion.chunks import ChunkedNetwork, carried_state, forward_in_chunks
+from models.conversion.chunks import (
+    ChunkedNetwork,
+    forward_in_chunks,
+    run_chunk,
+    stateful_modules,
+)
 from models.conversion.convert import (
     ConversionError,
     GatedMaxPool,
@@ -17,9 +22,10 @@ __all__ = [
     "ConversionError",
     "GatedMaxPool",
     "calibrate_thresholds",
-    "carried_state",
     "check_convertible",
     "convert",
     "forward_in_chunks",
     "gate_max_pools",
+    "run_chunk",
+    "stateful_modules",
 ]

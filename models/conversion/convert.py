@@ -53,7 +53,9 @@ class GatedMaxPool(nn.Module):
     since the start is largest, so the time average tends to the max of the time averages,
     the ANN's max-pool. Frames `[T * B, C, H, W] -> [T * B, C, H', W']`.
 
-    While `carry` is set, the sums go on from the previous call (`state`, `[B, C, H, W]`)."""
+    The sums are float64, added in time order, so a run in chunks whose sums go on from the
+    previous call (while `carry` is set; `state`, `[B, C, H, W]`) picks the positions of one
+    call at all steps. They only choose positions: no gradient flows through them."""
 
     def __init__(self, pool: nn.MaxPool2d, clock: TimeSteps) -> None:
         super().__init__()
@@ -66,14 +68,14 @@ class GatedMaxPool(nn.Module):
         if self.clock.steps is None:
             raise RuntimeError("GatedMaxPool runs after an IF neuron of its network, which "
                                "tells it the number of time steps")
-        frames = x.unflatten(0, (self.clock.steps, -1))
+        frames = x.detach().unflatten(0, (self.clock.steps, -1)).to(torch.float64)
+        if self.carry and self.state is not None:  # the sums of one call at all steps
+            frames = torch.cat([(self.state + frames[0])[None], frames[1:]])
         total = frames.cumsum(0)
-        if self.carry and self.state is not None:
-            total = total + self.state
         _, index = F.max_pool2d(total.flatten(0, 1), self.kernel_size, self.stride,
                                 self.padding, return_indices=True)
         if self.carry:
-            self.state = total[-1].detach()
+            self.state = total[-1]
         return x.flatten(2).gather(2, index.flatten(2)).view_as(index)
 
     def extra_repr(self) -> str:

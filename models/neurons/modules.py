@@ -114,7 +114,8 @@ class ConvertedIF(MultiStepNeuron):
     ``[T, ...] -> [T, ...]``.
 
     While ``carry`` is set, each call starts from the membrane the previous one ended with
-    (a long sequence fed in chunks); ``state`` holds it (``None``: not started)."""
+    (a long sequence fed in chunks); ``state`` holds it (``None``: not started), gradients
+    flowing through it."""
 
     def __init__(self, threshold: float = 1.0, backend: str = "auto") -> None:
         spec = NeuronSpec(None, 1.0, None, True, True, "sigmoid", None)
@@ -132,7 +133,7 @@ class ConvertedIF(MultiStepNeuron):
         spikes, v_final = neuron_multistep(x / threshold, self.spec, self.backend, v_init,
                                            return_state=self.carry)
         if self.carry:
-            self.state = v_final.detach()
+            self.state = v_final
         return spikes
 
     def extra_repr(self) -> str:
