@@ -56,7 +56,8 @@ def run_heatmap(args: argparse.Namespace) -> int:
     report: dict[str, Any] = {"eps": args.eps, "networks": []}
     with outputs(args, "heatmap", nets[0].model_name) as (folder, written):
         for network in nets:
-            model = network.model.to(device).eval()
+            network.model.to(device).eval()
+            model = network.runner
             data, source = batches(network, args, device)
             stride = heatmap_stride(args, max(data[0][0].shape[-2:]))
             count = sum(len(x) for x, _ in data)
@@ -136,7 +137,8 @@ def run_bandnoise(args: argparse.Namespace) -> int:
     report: dict[str, Any] = {"bands": bands, "levels": levels, "networks": []}
     with outputs(args, "bandnoise", nets[0].model_name) as (folder, written):
         for network in nets:
-            model = network.model.to(device).eval()
+            network.model.to(device).eval()
+            model = network.runner
             data, source = batches(network, args, device)
             h, w = data[0][0].shape[-2:]
             for low, high in bands:

@@ -36,8 +36,10 @@ class Network:
     """One network to analyse and what the report says about it.
 
     ``model_name`` is the timm name or ``module:function``; ``neuron`` the zoo's neuron
-    (lif, if, relu), None for other models; ``config`` the training config of a
-    ``maxformer train`` checkpoint; ``img_size`` its input side (None: unknown).
+    (lif, if, relu, qcfs, if_converted), None for other models; ``config`` the training
+    config of a ``maxformer train`` (or ``maxformer convert``) checkpoint; ``img_size`` its
+    input side (None: unknown); ``converted_from`` the ANN checkpoint a converted network
+    came from.
     """
 
     label: str
@@ -49,6 +51,17 @@ class Network:
     config: dict[str, Any] | None
     img_size: int | None
     twin_of: str | None = None
+    converted_from: str | None = None
+
+    @property
+    def runner(self) -> nn.Module:
+        """What maps the network's images to logits: the model, or for a converted network
+        the model run its ``T`` steps in chunks (memory of one chunk; exact gradients)."""
+        if self.neuron != "if_converted":
+            return self.model
+        from models.conversion import ChunkedNetwork
+
+        return ChunkedNetwork(self.model, self.model.T)
 
 
 def is_callable_spec(name: str) -> bool:
@@ -158,8 +171,12 @@ def _from_checkpoint(path: Path, args: argparse.Namespace) -> Network:
         label = f"{cfg.model} ({_short(path)})"
         model = _config_model(cfg)
         load_strictly(model, checkpoint, str(path), label)
-        return Network(label, model, cfg.model, cfg.neuron, f"trained weights from {path}",
-                       False, cfg.to_dict(), args.img_size or cfg.img_size)
+        conversion = checkpoint.get("conversion")
+        source = conversion.get("source") if isinstance(conversion, dict) else None
+        weights = (f"converted weights from {path} (ANN: {source})" if source else
+                   f"trained weights from {path}")
+        return Network(label, model, cfg.model, cfg.neuron, weights, False, cfg.to_dict(),
+                       args.img_size or cfg.img_size, converted_from=source)
     if args.model is None:
         raise UserError(
             f"{path} holds no training config (it was not written by maxformer train): give "
@@ -193,6 +210,16 @@ def twin(network: Network, neuron: str, args: argparse.Namespace) -> Network:
     if not isinstance(network.model, SpikingBackbone):
         raise UserError(f"--twins applies to the zoo's models; {network.label} is a "
                         f"{type(network.model).__name__}")
+    if network.neuron == "qcfs":
+        raise UserError(f"--twins: {network.label} has neuron qcfs, whose trained clips "
+                        "(threshold keys) its lif, if and relu twins have no place for; compare "
+                        "it with its conversion instead (maxformer convert, then --checkpoint "
+                        "of both)")
+    if network.neuron == "if_converted":
+        source = f" (--checkpoint {network.converted_from})" if network.converted_from else ""
+        raise UserError(f"--twins: {network.label} is a converted network: its thresholds are "
+                        "folded into its weights, which therefore do not run as lif, if or relu "
+                        f"twins; compare it with the ANN it was converted from{source}")
     if network.config is not None:
         model = _config_model(build_config(network.config, {"neuron": neuron}))
     else:

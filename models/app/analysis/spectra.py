@@ -18,6 +18,7 @@ from models.app.config import build_config, dataset_info
 from models.app.datasets import DatasetInfo
 from models.app.errors import UserError
 from models.app.options import show_progress
+from models.conversion import GatedMaxPool
 from models.gradcam import grad_cam, last_map_layer
 from models.layers import per_step
 from models.layers.mixers import DepthwiseConvMixer, SpikingSelfAttention, TokenQKAttention
@@ -31,7 +32,7 @@ ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CE
 NEURON_TYPES = (MultiStepNeuron, MultiStepReLU, *ACTIVATIONS)
 """Modules whose input is recorded beside their output (besides spikingjelly-like neurons)."""
 
-POOLS = (nn.MaxPool2d, nn.AvgPool2d)
+POOLS = (nn.MaxPool2d, nn.AvgPool2d, GatedMaxPool)
 MIXERS = (DepthwiseConvMixer, SpikingSelfAttention, TokenQKAttention)
 
 
@@ -100,10 +101,10 @@ def image_set(network: Network, args: argparse.Namespace) -> ImageSet:
 
 
 def _forward(network: Network, images: torch.Tensor) -> torch.Tensor:
-    """``network.model(images)``; a network that cannot take them is a one-line error."""
+    """``network.runner(images)``; a network that cannot take them is a one-line error."""
     reset_states(network.model)
     try:
-        return network.model(images)
+        return network.runner(images)
     except (RuntimeError, ValueError) as err:
         problem = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(f"{network.label} cannot run on images of shape "
@@ -120,7 +121,7 @@ def _probe(network: Network, args: argparse.Namespace) -> SpectrumProbe:
     try:
         return SpectrumProbe(model, types, names, neuron_types=NEURON_TYPES,
                              membrane_input=membrane_input, cutoff=args.cutoff,
-                             method=args.method)
+                             method=args.method, time_mean=args.time_mean)
     except ValueError as err:
         modules = [name for name, _ in model.named_modules() if name][:12]
         what = f"--layers {' '.join(args.layers)}" if args.layers else "the default layers"
@@ -139,6 +140,7 @@ def measure(network: Network, images: ImageSet, args: argparse.Namespace,
     with bar, probe, torch.no_grad():
         for batch, _ in loader:
             _forward(network, batch.to(device))
+            probe.end_input()
             bar.update(len(batch))
     layers = probe.results
     if not any(layer.output is not None for layer in layers):
@@ -179,8 +181,10 @@ def cam_row(network: Network, images: ImageSet, args: argparse.Namespace,
     batch = torch.stack([image for image, _ in pairs]).to(device)
     name = cam_layer(network, batch, args.cam_layer)
     reset_states(network.model)
+    runner = network.runner  # a converted network's chunks: every call of the layer counts
     try:
-        heat, classes = grad_cam(network.model, batch, network.model.get_submodule(name))
+        heat, classes = grad_cam(runner, batch, network.model.get_submodule(name),
+                                 every_call=runner is not network.model)
     except ValueError as err:
         raise UserError(f"--cam on {network.label}, layer {name}: {err}") from err
     return CamRow(network.label, name, batch.cpu(), heat.detach().cpu(), classes.tolist(),

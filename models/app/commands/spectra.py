@@ -9,8 +9,11 @@ spikingjelly's nodes, activations such as ReLU), pooling layer and token mixer (
 weights (--checkpoint with --model), a model name alone (random weights, said so), any timm
 model, or module:function returning an nn.Module that maps images [B, C, H, W] to logits
 [B, K] (e.g. a spikingjelly network). --twins adds the IF and ReLU twins of a zoo model with
-the same weights (the paper's Fig. 2). Images: the checkpoint's held-out set (digits need
-nothing), --dataset/--data-dir, or --images DIR (any pictures, resized and centre-cropped).
+the same weights (the paper's Fig. 2). A converted network (maxformer convert) runs its --T
+steps in chunks of 32, its state carried, so memory does not grow with T; --time-mean gives
+the spectra of its firing-rate maps, which tend to the ANN's as T grows. Images: the
+checkpoint's held-out set (digits need nothing), --dataset/--data-dir, or --images DIR (any
+pictures, resized and centre-cropped).
 
 Writes into a new folder (--output, never overwritten): spectra.json, spectra.png and, with
 --cam, cam.png (Grad-CAM of the last stage, gradients through the surrogate for spiking
@@ -19,6 +22,8 @@ networks). --method diagonal gives Park & Kim's convention (see spectral.feature
 Examples:
   maxformer spectra --checkpoint runs/maxformer_cifar-digits-.../checkpoint-best.pt --twins --cam
   maxformer spectra --checkpoint a.pt --checkpoint b.pt --layers '*lif*' --method diagonal
+  maxformer spectra --checkpoint converted.pt --checkpoint runs/relu/checkpoint-best.pt \\
+      --T 256 --time-mean --cam
   maxformer spectra --model resnet18 --images ~/pictures --img-size 224
   maxformer spectra --model mynets:spikingjelly_vgg --img-size 32 --dataset cifar10 \\
       --data-dir ~/data
@@ -72,6 +77,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", choices=("radial", "diagonal"), default="radial",
                         help="relative log amplitude: radial bins (default), or Park & Kim's "
                         "half-diagonal")
+    parser.add_argument("--time-mean", action="store_true",
+                        help="average each layer's maps over time before the spectrum (a "
+                        "spiking layer's firing-rate maps) instead of averaging the spectra "
+                        "of its maps at every step")
     parser.add_argument("--cutoff", type=float, default=0.5, metavar="R",
                         help="radius where the high-frequency band starts, 1 = Nyquist "
                         "(default: 0.5)")
@@ -111,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
     output = new_output_folder(args.output, networks[0].model_name)
     written = []
     try:
-        report = {"method": args.method, "cutoff": args.cutoff, "samples": args.samples,
+        report = {"method": args.method, "cutoff": args.cutoff, "time_mean": args.time_mean,
+                  "samples": args.samples,
                   "sample_seed": args.seed,
                   "layer_patterns": args.layers, "networks": [], "layers": []}
         cams = []
