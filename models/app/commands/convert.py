@@ -41,11 +41,13 @@ def run(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
     from models.app.config import build_config, check_saved_config
-    from models.app.data import build_datasets
+    from models.app.data import build_datasets, eval_loader
     from models.app.errors import UserError
     from models.app.files import atomic_write
-    from models.app.modeling import load_weights, model_for_config
+    from models.app.modeling import amp_dtype, load_weights, model_for_config
     from models.app.options import resolve_device
+    from models.app.training import distributed
+    from models.app.training.engine import evaluate
     from models.checkpoint import read_checkpoint
     from models.conversion import ConversionError, convert
 
@@ -71,16 +73,18 @@ def run(args: argparse.Namespace) -> int:
         snn = convert(ann, images, args.percentile, backend=cfg.lif_backend)
     except ConversionError as err:
         raise UserError(f"{args.checkpoint}: {err}") from err
-    correct = 0
-    with torch.no_grad():
-        for x, y in DataLoader(val_set, batch_size=cfg.batch_size):
-            correct += int((ann(x.to(device)).argmax(-1).cpu() == y).sum())
-    ann_acc1 = 100.0 * correct / len(val_set)
+    ctx = distributed.setup(args.device)  # the ANN's accuracy as maxformer eval gives it
+    try:
+        ann_acc1 = evaluate(ann, eval_loader(val_set, cfg.batch_size, cfg.workers, ctx), ctx,
+                            amp_dtype=amp_dtype(cfg.amp, ctx.device))["acc1"]
+    finally:
+        distributed.cleanup()
     converted = build_config(saved, {"neuron": "if_converted", "T": args.T})
     record = {
         "model": {k: v.cpu() for k, v in snn.state_dict().items()},
         "config": converted.to_dict(),
-        "conversion": {"source": str(args.checkpoint), "source_neuron": saved["neuron"],
+        "conversion": {"source": str(args.checkpoint.resolve()),
+                       "source_neuron": saved["neuron"],
                        "percentile": args.percentile, "ann_acc1": ann_acc1},
     }
     atomic_write(args.output, lambda f: torch.save(record, f))
