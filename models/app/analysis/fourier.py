@@ -21,21 +21,13 @@ from models.app.analysis.common import (
     values,
     write_json,
 )
-from models.app.analysis.networks import Network
-from models.app.analysis.report import write_atomic
+from models.app.analysis.report import network_record, write_atomic
 from models.app.errors import UserError
 from models.app.options import resolve_device
 from spectral import band_mask, band_noise_accuracy, fourier_heat_map, gradient_spectrum
 
 HEATMAP_JSON, HEATMAP_PNG = "heatmap.json", "heatmap.png"
 BANDNOISE_JSON, BANDNOISE_PNG = "bandnoise.json", "bandnoise.png"
-
-
-def _record(network: Network, source: str, count: int) -> dict[str, Any]:
-    return {"network": network.label, "model": network.model_name, "neuron": network.neuron,
-            "twin_of": network.twin_of, "weights": network.weights,
-            "random_weights": network.random_weights, "images": source, "image_count": count,
-            "img_size": network.img_size}
 
 
 def _check_eps(eps: float, flag: str = "--eps") -> None:
@@ -65,7 +57,7 @@ def run_heatmap(args: argparse.Namespace) -> int:
                 heat = fourier_heat_map(model, data, args.eps, stride, args.seed, bar.update,
                                         forward_reset(network))
             u, v, grad = gradient_spectrum(model, data, forward_reset(network))
-            record = _record(network, source, count)
+            record = network_record(network, source, count)
             record.update({"stride": stride, "u": heat.u.tolist(), "v": heat.v.tolist(),
                            "clean_error": heat.clean_error, "clean_loss": heat.clean_loss,
                            "error": values(heat.error),
@@ -151,7 +143,7 @@ def run_bandnoise(args: argparse.Namespace) -> int:
                               "img") as bar:
                 clean, accuracy = band_noise_accuracy(model, data, bands, levels, args.seed,
                                                       bar.update, forward_reset(network))
-            record = _record(network, source, count)
+            record = network_record(network, source, count)
             record.update({"clean_accuracy": clean, "accuracy": values(accuracy)})
             report["networks"].append(record)
             print(f"{network.label}: clean accuracy {clean:.3f}; at level {levels[-1]} "

@@ -100,6 +100,7 @@ def network_record(network: Network, images: str, image_count: int) -> dict[str,
         "images": images,
         "image_count": image_count,
         "img_size": network.img_size,
+        "T": getattr(network.model, "T", None),
     }
 
 
