@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from analysis import feature_spectra, neuron_response
+from analysis import (
+    conversion_cam,
+    conversion_fourier,
+    conversion_spectra,
+    feature_spectra,
+    neuron_response,
+)
 from models.app.cli import main as cli_main
 from spectral import lif_cutoff
 
@@ -99,3 +105,82 @@ def test_feature_spectra_refuses_runs_of_different_methods(tmp_path, pictures):
     b = spectra_run(tmp_path / "b", pictures, method="diagonal")
     with pytest.raises(ValueError, match="differ in \\(method, cutoff\\)"):
         feature_spectra.main([str(a), str(b), "--out", str(tmp_path / "x.png")])
+
+
+def spectra_report(neuron, T, layers, time_mean=False):
+    """A spectra.json of one network: ``layers`` maps name -> (stage, high-frequency ratio,
+    relative log amplitude profile)."""
+    return {"time_mean": time_mean,
+            "networks": [{"network": "net", "neuron": neuron, "T": T}],
+            "layers": [{"layer": name, "stage": stage, "output": {
+                "high_frequency_ratio": ratio, "delta_log_amplitude": profile[-1],
+                "profile": {"delta_log_amplitude": profile}}}
+                for name, (stage, ratio, profile) in layers.items()]}
+
+
+def test_conversion_spectra_compares_layers_of_the_same_name(tmp_path):
+    ann = spectra_report("relu", 1, {"a": (1, 0.5, [0.0, -1.0, -2.0]), "b": (2, 0.2, [0.0, -0.5])})
+    run = spectra_report("if_converted", 64, {"a": (1, 0.4, [0.0, -1.3, -2.1]),
+                                              "b": (2, 0.2, [0.0, None]),
+                                              "c": (2, 0.9, [0.0, 5.0])}, time_mean=True)
+    found = conversion_spectra.comparison(
+        conversion_spectra.analysed_layers(ann, tmp_path), conversion_spectra.analysed_layers(
+            run, tmp_path))
+    assert found["layers"] == 2 and found["stage_ratio"] == [0.4, 0.2]
+    assert found["ratio_distance"] == pytest.approx(0.05)
+    assert found["profile_distance"] == pytest.approx(0.15)  # (0.3 + 0) / 2; None is left out
+    assert found["summary_delta"] == pytest.approx(-2.1)  # the mean of -2.1 and None
+    paths = []
+    for name, report in (("ann", ann), ("t64", run)):
+        (tmp_path / name).mkdir()
+        paths.append(tmp_path / name / "spectra.json")
+        paths[-1].write_text(json.dumps(report))
+    rows = conversion_spectra.table(paths).splitlines()
+    assert rows[2] == "| ann | relu | 1 | no | 2 | 0.500 / 0.200 | -1.250 | 0.000 | 0.000 |"
+    assert rows[3] == ("| t64 | if_converted | 64 | yes | 2 | 0.400 / 0.200 | -2.100 | 0.050 | "
+                       "0.150 |")
+
+
+def test_conversion_fourier_gradient_share_counts_the_frequencies_at_half_nyquist_and_above():
+    """Flat amplitude on the 8 x 8 grid: of the 63 non-DC frequencies, the 8 with u^2 + v^2
+    < 4 lie below radius 0.5 (radius = hypot(u, v) / 4)."""
+    grid = list(range(-4, 4))
+    flat = {"u": grid, "v": grid, "amplitude": [[1.0] * 8 for _ in grid]}
+    assert conversion_fourier.gradient_high_share(flat, 8) == pytest.approx(55 / 63)
+
+
+def test_conversion_fourier_tables_differences_from_the_first_run(tmp_path):
+    def write(name, network):
+        (tmp_path / name).mkdir()
+        path = tmp_path / name / "report.json"
+        path.write_text(json.dumps(network))
+        return path
+
+    bands = {"bands": [[0, 0.5], [0.5, 1.5]], "levels": [0.1, 0.2]}
+    ann = write("ann", {**bands, "networks": [{"neuron": "relu", "T": 1, "clean_accuracy": 1.0,
+                                               "accuracy": [[1.0, 0.9], [0.8, 0.5]]}]})
+    snn = write("t8", {**bands, "networks": [{"neuron": "if_converted", "T": 8,
+                                              "clean_accuracy": 0.9,
+                                              "accuracy": [[0.9, 0.9], [0.6, 0.1]]}]})
+    rows = conversion_fourier.table([ann, snn]).splitlines()
+    assert rows[0].startswith("| run | neuron | T | clean | [0.00, 0.50) at 0.1 | "
+                              "[0.50, 1.50) at 0.1 | [0.00, 0.50) at 0.2 |")
+    assert rows[3] == "| t8 | if_converted | 8 | 0.90 | 0.90 | 0.60 | 0.90 | 0.10 | 0.175 |"
+
+
+def test_conversion_cam_is_zero_against_itself_and_falls_with_T():
+    """An ANN run in chunks at T = 2 is itself (its steps are equal; halving is exact), so
+    the distance is 0; its conversion (thresholds: the largest activations on these images)
+    comes closer to it as T grows."""
+    import torch
+    from test_conversion import tiny_ann
+
+    from models.conversion import convert
+
+    ann = tiny_ann("max_resnet18").double()
+    images = torch.randn(4, 1, 16, 16, dtype=torch.float64,
+                         generator=torch.Generator().manual_seed(0))
+    assert conversion_cam.cam_distances(ann, ann, images, [2]) == [0.0]
+    snn = convert(ann, [images], percentile=100.0, backend="torch")
+    near, far = conversion_cam.cam_distances(ann, snn, images, [256, 4])
+    assert near < far / 2
