@@ -100,6 +100,10 @@ def test_gated_max_pool_tends_to_the_max_of_rates():
     assert out.shape == (T, 1, 1, 1)
     assert abs(float(out.mean()) - 0.5) < 1 / T
     assert float(torch.nn.functional.max_pool2d(x, (1, 2)).mean()) == pytest.approx(0.7)
+    pool.carry = True
+    pool(x)
+    assert pool.state.shape == (1, 1, 1, 2)  # its own storage, not a view of every step's sums
+    assert pool.state.untyped_storage().nbytes() == pool.state.numel() * 8
 
 
 @pytest.mark.parametrize("source", ["relu", "qcfs"])

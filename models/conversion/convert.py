@@ -75,7 +75,7 @@ class GatedMaxPool(nn.Module):
         _, index = F.max_pool2d(total.flatten(0, 1), self.kernel_size, self.stride,
                                 self.padding, return_indices=True)
         if self.carry:
-            self.state = total[-1]
+            self.state = total[-1].clone()  # not a view: the sums of every step go
         return x.flatten(2).gather(2, index.flatten(2)).view_as(index)
 
     def extra_repr(self) -> str:
