@@ -91,3 +91,13 @@ def test_bench_model_times_a_row_per_variant(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert [r["variant"] for r in rows] == ["eager", "channels_last", "fold"]
     assert all(r["train_ms"] > 0 and r["infer_ms"] > 0 for r in rows)
+
+
+def test_bench_chunks_row_measures_one_run(capsys):
+    from benchmarks import bench_chunks
+
+    assert bench_chunks.main(["--one-T=4", "--chunk=2", "--grad", "--batch-size=2",
+                              "--img-size=8", "--embed-dims=16", "--lif-backend=torch"]) == 0
+    row = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert (row["T"], row["chunk"], row["grad"]) == (4, 2, True)
+    assert row["peak_mib"] >= row["peak_before_run_mib"] > 0 and row["seconds"] > 0
