@@ -15,13 +15,15 @@ import logging
 import os
 import pickle
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.module import _IncompatibleKeys
+
+from models.bounded import expanded_size
 
 SAFE_GLOBALS: tuple[type, ...] = (argparse.Namespace,)
 """Classes allowed in a checkpoint besides tensors, containers and numbers."""
@@ -88,7 +90,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise
     except Exception as err:  # torn bytes fail anywhere in the unpickler or the zip reader
         raise _unreadable(path, str(err) or type(err).__name__) from err
-    if _expanded_size(checkpoint, {}, PICKLE_ITEMS) > PICKLE_ITEMS:
+    if expanded_size(checkpoint, _pickle_children, PICKLE_ITEMS) > PICKLE_ITEMS:
         raise CheckpointError(
             f"refused {os.fspath(path)!r}: its containers, shared ones counted each time they "
             f"are used, hold more than {PICKLE_ITEMS} values"
@@ -105,28 +107,16 @@ PICKLE_ITEMS = 10_000_000
 many times over names billions of values in a few kB, which a message or a copy would walk."""
 
 
-def _expanded_size(value: Any, sizes: dict[int, int], bound: int) -> int:
-    """How many values ``value`` holds, shared containers counted each time they are used,
-    counted up to just past ``bound`` (``sizes``: the containers counted so far)."""
+def _pickle_children(value: Any) -> Iterable[Any] | None:
+    """The values a container of a checkpoint holds (None for anything else: a tensor, a
+    number, a string)."""
     if isinstance(value, Mapping):
-        children: Any = (part for pair in value.items() for part in pair)
-    elif isinstance(value, (list, tuple, set)):
-        children = iter(value)
-    elif isinstance(value, argparse.Namespace):
-        children = iter(vars(value).values())
-    else:
-        return 1
-    key = id(value)
-    if key in sizes:
-        return sizes[key]
-    sizes[key] = bound + 1  # while its items are counted: a cycle is unbounded
-    total = 1
-    for child in children:
-        total += _expanded_size(child, sizes, bound)
-        if total > bound:
-            break
-    sizes[key] = total
-    return total
+        return (part for pair in value.items() for part in pair)
+    if isinstance(value, (list, tuple, set)):
+        return value
+    if isinstance(value, argparse.Namespace):
+        return vars(value).values()
+    return None
 
 
 def _unreadable(path: str | os.PathLike, detail: str) -> CheckpointError:
