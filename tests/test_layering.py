@@ -122,7 +122,11 @@ def test_spectral_names_load_their_module_on_first_use():
             "print('scipy.signal' in sys.modules)\n"
             "from spectral import lif_cutoff\n"
             "print('scipy.signal' in sys.modules)\n"
-            "print(all(getattr(spectral, n) is not None for n in spectral.__all__))\n")
+            "print(all(getattr(spectral, n) is not None for n in spectral.__all__))\n"
+            "import importlib\n"
+            "names = {m: set(importlib.import_module('spectral.' + m).__all__)\n"
+            "         for m in ('feature', 'fourier', 'neuron', 'probe', 'temporal')}\n"
+            "print(set(spectral.__all__) == set().union(*names.values()))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=ROOT, check=True)
-    assert done.stdout.split() == ["False", "True", "True"]
+    assert done.stdout.split() == ["False", "True", "True", "True"]
