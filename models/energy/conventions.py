@@ -389,8 +389,10 @@ CONVENTIONS: dict[str, Convention] = {
                        "the head once on time-averaged features; bias additions included",
                 "SOP": "mean of the layer's input x T x (FLOPs + bias additions); an input of "
                        "whole numbers (Spikformer's sums of spike maps) counts each value as "
-                       "that many accumulates; SSA's K^T V counts min(rate K, rate V) x T x "
-                       "h N d^2, Q (K^T V) rate Q x T x h N d^2",
+                       "that many accumulates (that code's 'calculation 1', Nspks_max = 30; "
+                       "its default, Nspks_max = 1, would make those layers MACs); SSA's K^T V "
+                       "counts min(rate K, rate V) x T x h N d^2, Q (K^T V) rate Q x T x "
+                       "h N d^2",
                 "T": "in SOPs and in the MACs of the first convolution",
                 "BatchNorm": "not counted (folded)",
                 "not counted": "neurons, pooling, sums, element-wise products, residual "
