@@ -217,8 +217,24 @@ def _with_safe_posterize(transform):
     return transform
 
 
+def eval_crop_pct(cfg: TrainConfig) -> float | None:
+    """The evaluation transform's crop_pct (resize to ``img_size / crop_pct``, centre crop
+    ``img_size``): ``cfg.crop_pct``, or 1 (no crop) when ``img_size`` exceeds
+    ``crop_pct_max_size``, as the original ImageNet evaluation (None: timm's default)."""
+    if cfg.crop_pct_max_size is not None and cfg.img_size > cfg.crop_pct_max_size:
+        return 1.0
+    return cfg.crop_pct
+
+
+def eval_batch_size(cfg: TrainConfig) -> int:
+    """Images per evaluation batch and process: ``int(batch_size x eval_batch_scale)``, at
+    least 1."""
+    return max(1, int(cfg.batch_size * cfg.eval_batch_scale))
+
+
 def image_transform(cfg: TrainConfig, info: DatasetInfo, train: bool):
-    """timm's train/eval transform for ``cfg`` (RandAugment ``cfg.aa``, random erasing, ...)."""
+    """timm's train/eval transform for ``cfg`` (RandAugment ``cfg.aa``, random erasing unless
+    ``cfg.erase_after_mix`` leaves it to the training loop, ...)."""
     try:
         transform = create_transform(
             input_size=(info.in_chans, cfg.img_size, cfg.img_size),
@@ -231,9 +247,9 @@ def image_transform(cfg: TrainConfig, info: DatasetInfo, train: bool):
             interpolation=cfg.interpolation,
             mean=info.mean,
             std=info.std,
-            re_prob=cfg.reprob,
+            re_prob=0.0 if cfg.erase_after_mix else cfg.reprob,
             re_mode=cfg.remode,
-            crop_pct=cfg.crop_pct,
+            crop_pct=eval_crop_pct(cfg),
         )
     except (AssertionError, KeyError, ValueError) as err:
         raise UserError(

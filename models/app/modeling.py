@@ -19,7 +19,9 @@ from models.checkpoint import (
     CheckpointError,
     describe_mismatch,
     load_checkpoint,
+    map_by_order,
     non_finite_tensors,
+    order_misfit,
     unwrap_state_dict,
 )
 from models.zoo import SpikingBackbone, zoo_model_names
@@ -129,8 +131,9 @@ def _listed(keys: list[str]) -> str:
 
 def load_weights(model: nn.Module, checkpoint: Mapping[str, Any], path: Path) -> None:
     """``models.load_checkpoint(model, checkpoint, strict=True)`` for ``checkpoint`` read from
-    ``path``; a mismatch, or weights holding NaN or infinity, is a one-line
-    :class:`CheckpointError` that starts with ``path``."""
+    ``path``: by name, or a file saved by older code (other names) by order
+    (:func:`models.checkpoint.map_by_order`, one log line). A mismatch, or weights holding NaN
+    or infinity, is a one-line :class:`CheckpointError` that starts with ``path``."""
     try:
         state_dict = unwrap_state_dict(checkpoint)
     except CheckpointError as err:
@@ -139,8 +142,12 @@ def load_weights(model: nn.Module, checkpoint: Mapping[str, Any], path: Path) ->
     problems = [(label, keys) for label, keys in (
         ("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)) if keys]
     if problems:
-        listed = "; ".join(f"{len(keys)} {label}: {_listed(keys)}" for label, keys in problems)
-        raise CheckpointError(f"{path} does not fit {type(model).__name__}: {listed}")
+        misfit = order_misfit(state_dict, model)
+        if misfit is not None:
+            listed = "; ".join(f"{len(keys)} {label}: {_listed(keys)}" for label, keys in problems)
+            raise CheckpointError(f"{path} does not fit {type(model).__name__}: {listed}; nor "
+                                  f"in the original order: {misfit}")
+        state_dict = map_by_order(state_dict, model, str(path))
     bad = non_finite_tensors(state_dict)
     if bad:
         raise CheckpointError(
