@@ -53,13 +53,16 @@ class BlockSequence(nn.Sequential):
 
     def forward(self, x: Tensor) -> Tensor:
         for block in self:
-            if not (self.grad_checkpointing and torch.is_grad_enabled()):
-                x = block(x)
-            elif torch.compiler.is_compiling():  # the compiler applies BatchNorm's updates once
-                x = checkpoint(block, x, use_reentrant=False)
-            else:
-                x = checkpoint(block, x, use_reentrant=False, context_fn=partial(_recompute, block))
+            x = self.run_block(block, x)
         return x
+
+    def run_block(self, block: nn.Module, x: Tensor) -> Tensor:
+        """One of the blocks, `block`, with the sequence's gradient checkpointing."""
+        if not (self.grad_checkpointing and torch.is_grad_enabled()):
+            return block(x)
+        if torch.compiler.is_compiling():  # the compiler applies BatchNorm's updates once
+            return checkpoint(block, x, use_reentrant=False)
+        return checkpoint(block, x, use_reentrant=False, context_fn=partial(_recompute, block))
 
 
 def _recompute(block: nn.Module) -> tuple[contextlib.AbstractContextManager, ...]:
