@@ -72,14 +72,14 @@ def saved_bytes(model: nn.Module, x: torch.Tensor) -> int:
     return sum(saved_bytes_by_module(model, x).values())
 
 
-VARIANTS = ("eager", "channels_last", "fold", "compiled", "checkpointed")
+VARIANTS = ("eager", "channels_last", "fold", "compiled", "checkpointed", "bf16")
 """Candidate speed-ups, a row each: ``eager`` (as the models are), ``channels_last`` (model
 and input in channels-last memory format), ``fold`` (inference with BatchNorm folded into the
 convolutions, :func:`models.fold.fold_batchnorm`; training as ``eager``), ``compiled``
 (forward and loss through ``torch.compile`` with inductor, its backward compiled with it, one
 static shape; inference through the compiled model), ``checkpointed``
 (``set_grad_checkpointing(True)``: each embedding and block keeps only its input and runs
-again in backward)."""
+again in backward), ``bf16`` (bf16 autocast, as ``--amp`` gives every row)."""
 
 
 def build(name: str, backend: str, args: argparse.Namespace, device: torch.device,
@@ -111,8 +111,10 @@ def build(name: str, backend: str, args: argparse.Namespace, device: torch.devic
     compiled = variant == "compiled"
     step_model = torch.compile(model, dynamic=False) if compiled else model
 
+    amp = args.amp or variant == "bf16"
+
     def loss_of(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             return nn.functional.cross_entropy(model(inputs), targets)
 
     step_loss = torch.compile(loss_of, dynamic=False) if compiled else loss_of
@@ -126,7 +128,7 @@ def build(name: str, backend: str, args: argparse.Namespace, device: torch.devic
     def infer():
         model.eval()
         with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16,
-                                                    enabled=args.amp):
+                                                    enabled=amp):
             (folded if variant == "fold" else step_model)(x)
 
     folded = fold_batchnorm(model) if variant == "fold" else None

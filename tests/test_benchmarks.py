@@ -91,11 +91,12 @@ def test_bench_model_times_a_row_per_variant(tmp_path):
     bench_model.main([
         "--models", "maxformer_cifar", "--embed-dims", "32", "--T", "1", "--batch-size", "1",
         "--img-size", "16", "--reps", "1", "--backends", "torch", "--variants", "eager",
-        "channels_last", "fold", "checkpointed", "--by-module", "100", "--module-depth", "1",
-        "--device", "cpu", "--json", str(out),
+        "channels_last", "fold", "checkpointed", "bf16", "--by-module", "100",
+        "--module-depth", "1", "--device", "cpu", "--json", str(out),
     ])
     rows = json.loads(out.read_text())["rows"]
-    assert [r["variant"] for r in rows] == ["eager", "channels_last", "fold", "checkpointed"]
+    assert [r["variant"] for r in rows] == ["eager", "channels_last", "fold", "checkpointed",
+                                           "bf16"]
     assert all(r["train_ms"] > 0 and r["infer_ms"] > 0 for r in rows)
     eager, checkpointed = rows[0], rows[3]
     assert checkpointed["saved_mib"] < eager["saved_mib"] / 2
