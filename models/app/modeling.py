@@ -180,28 +180,16 @@ def check_input(model: nn.Module, sample: torch.Tensor, what: str) -> None:
         model.train(was_training)
 
 
-NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-"""CPU flags (``/proc/cpuinfo``) of native bf16 arithmetic."""
-
-
-def cpu_has_native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
-    """Whether the CPU computes in bf16 natively (AVX512_BF16 or AMX), read from the flags
-    in ``cpuinfo``; False where that file does not exist (not Linux)."""
-    try:
-        text = Path(cpuinfo).read_text()
-    except OSError:
-        return False
-    flags = {f for line in text.splitlines() if line.startswith("flags") for f in line.split()}
-    return any(flag in flags for flag in NATIVE_BF16_FLAGS)
-
-
 def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype for ``amp`` mode: ``auto`` is bf16 on CUDA and on CPUs with native bf16
-    (:func:`cpu_has_native_bf16`), off on other CPUs; ``auto_fp16`` is fp16 (with a loss
-    scaler) on CUDA and off on the CPU."""
+    """Autocast dtype for ``amp`` mode: ``auto`` is bf16 on CUDA and off on the CPU;
+    ``auto_fp16`` is fp16 (with a loss scaler) on CUDA and off on the CPU.
+
+    bf16 is off on the CPU even where it is native (AVX512_BF16, AMX): measured on a Zen 4
+    with AVX512_BF16 (benchmarks/RESULTS.md), it made the ``maxformer_cifar`` step 1.14x
+    faster but the default digits run's 6.3x slower, oneDNN's bf16 convolution backward on
+    2x2-pixel maps taking about 0.7 s a call."""
     if mode == "auto":
-        native = device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
-        return torch.bfloat16 if native else None
+        return torch.bfloat16 if device.type == "cuda" else None
     if mode == "auto_fp16":
         return torch.float16 if device.type == "cuda" else None
     return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[mode]
