@@ -756,9 +756,9 @@ def _styles(study: Study) -> dict[str, tuple[str, str, str]]:
 
 def _stage_lines(ax: Any, groups: dict[str, list[dict[str, Any]]],
                  styles: dict[str, tuple[str, str, str]], columns: list[str],
-                 style: str | None = None, label: bool = True) -> None:
+                 label: bool = True, **look: Any) -> None:
     """One line per variant through the mean ± std of ``columns`` over its rows (variants
-    without values left out); ``style`` overrides the variant's line style."""
+    without values left out); ``look`` overrides matplotlib keywords of the variant's style."""
     import numpy as np
 
     for name, g in groups.items():
@@ -766,10 +766,11 @@ def _stage_lines(ax: Any, groups: dict[str, list[dict[str, Any]]],
                  for c in columns]
         if all(math.isnan(m) for m, _ in stats):
             continue
-        color, own, marker = styles[name]
+        color, style, marker = styles[name]
         ax.errorbar(np.arange(len(columns)), [m for m, _ in stats],
-                    yerr=[0 if math.isnan(s) else s for _, s in stats], marker=marker,
-                    capsize=3, color=color, ls=style or own, label=name if label else None)
+                    yerr=[0 if math.isnan(s) else s for _, s in stats],
+                    label=name if label else None,
+                    **{"marker": marker, "capsize": 3, "color": color, "ls": style, **look})
 
 
 def _paired_bars(ax: Any, groups: dict[str, list[dict[str, Any]]],
@@ -833,12 +834,12 @@ def figure(study: Study, rows: list[dict[str, Any]]) -> bytes:
         ax = grid[1, 0]
         where = [c[len("transfer_db_"):] for c in transfer]
         _stage_lines(ax, groups, styles, transfer)
-        _stage_lines(ax, groups, styles, [f"eq12_db_{w}" for w in where], style="--",
-                     label=False)
+        _stage_lines(ax, groups, styles, [f"eq12_db_{w}" for w in where], label=False,
+                     lw=5, alpha=0.25, marker=None, ls="-")
         ax.set_yscale("symlog", linthresh=10)
         ax.set_xticks(np.arange(len(where)), [w.replace("stage", "stage ") for w in where])
         ax.set(title="(d) gain at omega = pi re the lowest omega (dB, symlog)\n"
-                     "markers: measured, dashed: Eq. 12", ylabel="dB")
+                     "thin: measured; broad, pale: Eq. 12", ylabel="dB")
         ax.grid(alpha=0.3)
         for ax, (low, high, title) in zip(grid[1, 1:], (
                 ("heatmap_error_low", "heatmap_error_high",
