@@ -576,14 +576,16 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def _fmt(values: list[float], spec: str) -> str:
-    """``mean ± std`` of ``values`` in format ``spec``; — without values, n/a for nan."""
+    """``mean ± std`` of ``values`` in format ``spec`` (the std without a forced sign); — without
+    values, n/a for nan."""
     values = [v for v in values if v not in (None, "")]
     if not values:
         return "—"
     mean, std = mean_std(values)
     if math.isnan(mean):
         return "n/a"
-    return f"{mean:{spec}}" if math.isnan(std) else f"{mean:{spec}} ± {std:{spec}}"
+    return (f"{mean:{spec}}" if math.isnan(std)
+            else f"{mean:{spec}} ± {std:{spec.replace('+', '')}}")
 
 
 def display_names(study: Study) -> list[str]:
