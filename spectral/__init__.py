@@ -30,6 +30,7 @@ _MODULES = {
         "fourier_basis",
         "fourier_heat_map",
         "gradient_spectrum",
+        "heat_map_radius",
     ),
     "neuron": (
         "cascade_transfer",
