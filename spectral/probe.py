@@ -92,8 +92,8 @@ class SpectrumProbe:
     tensor of at least 4 axes with ``H, W >= 2`` whose grid is the model's input grid (the
     last two axes of the first tensor the model is called with) scaled down by about the same
     factor along both axes (within ``MAX_GRID_MISMATCH``). Anything else, such as tuples or
-    tokens ``[T, B, C, N]`` (also where ``C == N``), is recorded as skipped, with the reason. Calls whose output (or
-    membrane input) holds nan or inf are counted and left out.
+    tokens ``[T, B, C, N]`` (also where ``C == N``), is recorded as skipped, with the reason.
+    Calls whose output (or membrane input) holds nan or inf are counted and left out.
 
     Use as a context manager: inside the ``with`` block every forward pass adds to the
     averages (hooks are removed on exit, also after an exception; entering again starts
