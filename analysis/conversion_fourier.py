@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from spectral import heat_map_radius
+
 HIGH = 0.5
 """Radius (1 = Nyquist) from which the gradient's amplitude counts as high-frequency."""
 
@@ -40,11 +42,13 @@ def _array(rows: list) -> np.ndarray:
 
 
 def gradient_high_share(gradient: dict[str, Any], size: int) -> float:
-    """The share of the gradient's mean FFT amplitude (non-DC) at radius >= `HIGH`, on the
-    centred integer frequencies ``u``, ``v`` of a ``size`` x ``size`` input."""
+    """The share of the gradient's mean FFT amplitude (non-DC) at radius >= `HIGH`, on all the
+    centred frequencies ``u``, ``v`` of a ``size`` x ``size`` input."""
     amplitude = _array(gradient["amplitude"])
-    u, v = (2.0 * np.asarray(gradient[k], dtype=float) / size for k in ("u", "v"))
-    radius = np.hypot(u[:, None], v[None, :])
+    radius = heat_map_radius(size, size)
+    if radius.shape != amplitude.shape:
+        raise ValueError(f"the gradient's amplitude {amplitude.shape} is not every frequency "
+                         f"of a {size} x {size} input")
     non_dc = radius > 0
     return float(amplitude[non_dc & (radius >= HIGH)].sum() / amplitude[non_dc].sum())
 

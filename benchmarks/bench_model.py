@@ -29,19 +29,57 @@ from benchmarks.common import device_name, time_calls, write_json
 from models.app.options import add_options, resolve_device
 from models.fold import fold_batchnorm
 from models.neurons import BACKENDS
-from models.spike_storage import kept_for_backward
+
+
+def saved_bytes_by_module(model: nn.Module, x: torch.Tensor, depth: int | None = None
+                          ) -> dict[str, int]:
+    """What :func:`saved_bytes` counts, by the innermost module running when each tensor was
+    saved (``""``: the model itself, a checkpointed stage's inputs say), its name cut to
+    ``depth`` dotted parts (``stage1.0``: a block) when given; largest first."""
+    model.train()
+    running = [""]
+
+    def leave(*_) -> None:
+        running.pop()
+
+    handles = []
+    for name, module in model.named_modules():
+        if name:
+            label = ".".join(name.split(".")[:depth])
+            handles.append(module.register_forward_pre_hook(
+                lambda module, args, label=label: running.append(label)))
+            handles.append(module.register_forward_hook(leave))
+    totals: dict[str, int] = {}
+
+    def count(t: torch.Tensor) -> torch.Tensor:
+        totals[running[-1]] = totals.get(running[-1], 0) + t.numel() * t.element_size()
+        return t
+
+    excluded = {p.data_ptr() for p in model.parameters()}
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(
+            lambda t: t if t.data_ptr() in excluded else count(t), lambda t: t
+        ):
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return dict(sorted(totals.items(), key=lambda item: -item[1]))
 
 
 def saved_bytes(model: nn.Module, x: torch.Tensor) -> int:
     """Bytes of the tensors one training forward pass keeps for backward (no parameters)."""
-    model.train()
-    return kept_for_backward(lambda: model(x), model.parameters())[1]
+    return sum(saved_bytes_by_module(model, x).values())
 
 
-VARIANTS = ("eager", "channels_last", "fold")
+VARIANTS = ("eager", "channels_last", "fold", "compiled", "checkpointed", "bf16")
 """Candidate speed-ups, a row each: ``eager`` (as the models are), ``channels_last`` (model
 and input in channels-last memory format), ``fold`` (inference with BatchNorm folded into the
-convolutions, :func:`models.fold.fold_batchnorm`; training as ``eager``)."""
+convolutions, :func:`models.fold.fold_batchnorm`; training as ``eager``), ``compiled``
+(forward and loss through ``torch.compile`` with inductor, its backward compiled with it, one
+static shape; inference through the compiled model), ``checkpointed``
+(``set_grad_checkpointing(True)``: each embedding and block keeps only its input and runs
+again in backward), ``bf16`` (bf16 autocast, as ``--amp`` gives every row)."""
 
 
 def build(name: str, backend: str, args: argparse.Namespace, device: torch.device,
@@ -56,28 +94,41 @@ def build(name: str, backend: str, args: argparse.Namespace, device: torch.devic
     if variant == "channels_last":
         model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
+    model.set_grad_checkpointing(variant == "checkpointed")
     row = dict(
         model=name, backend=backend, reference=reference, variant=variant, T=args.T,
         batch=args.batch_size,
         img_size=args.img_size, params=sum(p.numel() for p in model.parameters()),
-        saved_mib=saved_bytes(model, x) / 2**20,
     )
+    by_module = saved_bytes_by_module(model, x, args.module_depth)
+    row["saved_mib"] = sum(by_module.values()) / 2**20
+    if args.by_module:
+        largest = list(by_module.items())[: args.by_module]
+        row["saved_mib_by_module"] = {module or "(model)": size / 2**20
+                                      for module, size in largest}
     target = torch.randint(0, model.num_classes, (args.batch_size,), device=device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    step_model = torch.compile(model) if args.compile else model
+    compiled = variant == "compiled"
+    step_model = torch.compile(model, dynamic=False) if compiled else model
+
+    amp = args.amp or variant == "bf16"
+
+    def loss_of(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            return nn.functional.cross_entropy(model(inputs), targets)
+
+    step_loss = torch.compile(loss_of, dynamic=False) if compiled else loss_of
 
     def train_step():
         model.train()
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
-            loss = nn.functional.cross_entropy(step_model(x), target)
-        loss.backward()
+        step_loss(x, target).backward()
         optimizer.step()
 
     def infer():
         model.eval()
         with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16,
-                                                    enabled=args.amp):
+                                                    enabled=amp):
             (folded if variant == "fold" else step_model)(x)
 
     folded = fold_batchnorm(model) if variant == "fold" else None
@@ -123,6 +174,8 @@ def format_row(row: dict) -> str:
         )
     if "infer_ms" in row:
         text += f" | infer {row['infer_ms']:8.1f} ms ({row['infer_img_per_s']:7.1f} img/s)"
+    for name, mib in row.get("saved_mib_by_module", {}).items():
+        text += f"\n    {mib:8.2f} MiB kept in {name}"
     return text
 
 
@@ -147,7 +200,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="override the presets' width (for quick runs)")
     parser.add_argument("--reps", type=int, default=5, help="timed repetitions")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=["eager"],
                         help="candidate speed-ups, a row per backend each (default: eager)")
     parser.add_argument("--pack", action=argparse.BooleanOptionalAction, default=True,
@@ -157,6 +209,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="time the training step only")
     parser.add_argument("--memory-only", action="store_true",
                         help="only count the bytes kept for backward")
+    parser.add_argument("--by-module", type=int, default=0, metavar="N",
+                        help="also list the N modules that keep the most for backward (the "
+                             "innermost module running when a tensor is saved)")
+    parser.add_argument("--module-depth", type=int, default=None, metavar="K",
+                        help="with --by-module, name modules by their first K dotted parts "
+                             "(2: embeddings and blocks; default: the innermost module)")
     parser.add_argument("--reference", action="store_true",
                         help="add the original code's configuration as a row per model")
     args = parser.parse_args(argv)
@@ -178,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"CPU rows on {torch.get_num_threads()} threads", file=sys.stderr)
     result = dict(
         device=device_name(device), threads=torch.get_num_threads(),
-        torch=torch.__version__, amp=args.amp, compile=args.compile, pack=args.pack, rows=[],
+        torch=torch.__version__, amp=args.amp, pack=args.pack, rows=[],
     )
     for name in args.models:
         for row in measure(name, args, device):

@@ -46,7 +46,7 @@ part bench_model_unpacked 45 python3 -m benchmarks.bench_model --no-pack \
     --lif-backend triton spikingjelly --json "$out/bench_model_unpacked.json"
 part bench_model_amp 45 python3 -m benchmarks.bench_model --amp --lif-backend triton spikingjelly \
     --json "$out/bench_model_amp.json"
-part bench_model_compile 120 python3 -m benchmarks.bench_model --compile --lif-backend triton \
+part bench_model_compile 120 python3 -m benchmarks.bench_model --variants eager compiled --lif-backend triton \
     --skip-inference --json "$out/bench_model_compile.json"
 
 if [ ${#failed[@]} -gt 0 ]; then

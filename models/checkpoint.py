@@ -15,13 +15,15 @@ import logging
 import os
 import pickle
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.module import _IncompatibleKeys
+
+from models.bounded import expanded_size
 
 SAFE_GLOBALS: tuple[type, ...] = (argparse.Namespace,)
 """Classes allowed in a checkpoint besides tensors, containers and numbers."""
@@ -88,7 +90,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise
     except Exception as err:  # torn bytes fail anywhere in the unpickler or the zip reader
         raise _unreadable(path, str(err) or type(err).__name__) from err
-    if _expanded_size(checkpoint, {}, PICKLE_ITEMS) > PICKLE_ITEMS:
+    if expanded_size(checkpoint, _pickle_children, PICKLE_ITEMS) > PICKLE_ITEMS:
         raise CheckpointError(
             f"refused {os.fspath(path)!r}: its containers, shared ones counted each time they "
             f"are used, hold more than {PICKLE_ITEMS} values"
@@ -105,28 +107,16 @@ PICKLE_ITEMS = 10_000_000
 many times over names billions of values in a few kB, which a message or a copy would walk."""
 
 
-def _expanded_size(value: Any, sizes: dict[int, int], bound: int) -> int:
-    """How many values ``value`` holds, shared containers counted each time they are used,
-    counted up to just past ``bound`` (``sizes``: the containers counted so far)."""
+def _pickle_children(value: Any) -> Iterable[Any] | None:
+    """The values a container of a checkpoint holds (None for anything else: a tensor, a
+    number, a string)."""
     if isinstance(value, Mapping):
-        children: Any = (part for pair in value.items() for part in pair)
-    elif isinstance(value, (list, tuple, set)):
-        children = iter(value)
-    elif isinstance(value, argparse.Namespace):
-        children = iter(vars(value).values())
-    else:
-        return 1
-    key = id(value)
-    if key in sizes:
-        return sizes[key]
-    sizes[key] = bound + 1  # while its items are counted: a cycle is unbounded
-    total = 1
-    for child in children:
-        total += _expanded_size(child, sizes, bound)
-        if total > bound:
-            break
-    sizes[key] = total
-    return total
+        return (part for pair in value.items() for part in pair)
+    if isinstance(value, (list, tuple, set)):
+        return value
+    if isinstance(value, argparse.Namespace):
+        return vars(value).values()
+    return None
 
 
 def _unreadable(path: str | os.PathLike, detail: str) -> CheckpointError:
@@ -187,10 +177,13 @@ def _layout_orders() -> tuple[tuple[str, ...], ...]:
     return tuple(orders)
 
 
-def original_key_order(model: nn.Module) -> list[str]:
-    """The model's state-dict keys in the original code's order: that of the layout in
-    `LAYOUTS` with exactly these keys, or the model's own order when none has them."""
+def original_key_order(model: nn.Module, extra: Collection[str] = ()) -> list[str]:
+    """The model's state-dict keys and ``extra`` (entries a file may hold that the model
+    lacks, such as a classifier it has none of) in the original code's order: that of the
+    layout in `LAYOUTS` with exactly these keys, or the model's own order (``extra`` last)
+    when none has them."""
     keys = list(model.state_dict())
+    keys += [key for key in extra if key not in keys]
     for order in _layout_orders():
         if len(order) == len(keys) and set(order) == set(keys):
             return list(order)
@@ -201,38 +194,61 @@ def _shape(tensor: Tensor) -> tuple[int, ...]:
     return tuple(tensor.shape)
 
 
-def map_by_order(
-    state_dict: Mapping[str, Tensor], model: nn.Module, source: str = "checkpoint"
-) -> dict[str, Tensor]:
-    """`state_dict` renamed to the model's keys by position, as the original's `load_old_ckpt`
-    reads the files saved by older code: the i-th tensor of the file becomes the i-th entry of
-    the original layout (`original_key_order`). Every shape must equal its entry's and the
-    counts must be equal, or :class:`CheckpointError` names the first mismatch in one line;
-    success is said in one log line (`source`, how many tensors)."""
+def _fits(tensor: Tensor, target: Tensor | None, replaced: bool) -> bool:
+    """Whether ``tensor`` may fill the model's entry ``target`` (None: the model has none). A
+    ``replaced`` entry (a classifier timm drops afterwards) needs only the same trailing
+    dimensions, the classes aside."""
+    if not replaced:
+        return target is not None and tensor.shape == target.shape
+    return target is None or (tensor.ndim == target.ndim and tensor.shape[1:] == target.shape[1:])
+
+
+def _entry(name: str, expected: Mapping[str, Tensor]) -> str:
+    return f"{name!r} {_shape(expected[name])}" if name in expected else repr(name)
+
+
+def order_misfit(
+    state_dict: Mapping[str, Tensor], model: nn.Module, replaced: Collection[str] = ()
+) -> str | None:
+    """Why ``state_dict``, read in file order, does not fit the original layout of ``model``
+    (`original_key_order`) tensor by tensor, naming the first misfit; None when it fits.
+    ``replaced``: classifier entries whose classes may differ (or that the model lacks)."""
     expected = model.state_dict()
-    order = original_key_order(model)
-    missing = len(set(expected) - set(state_dict))
-    unexpected = len(set(state_dict) - set(expected))
+    order = original_key_order(model, replaced)
     pairs = itertools.zip_longest(state_dict.items(), order)
     for index, (item, name) in enumerate(pairs):
         if item is None:
-            problem = (
-                f"the file ends after {len(state_dict)} tensors, before {name!r} "
-                f"{_shape(expected[name])}"
-            )
-        elif name is None:
-            problem = f"tensor {index} {item[0]!r} {_shape(item[1])} is one more than {len(order)}"
-        elif item[1].shape != expected[name].shape:
-            problem = (
-                f"tensor {index} {item[0]!r} {_shape(item[1])} does not fit {name!r} "
-                f"{_shape(expected[name])}"
-            )
-        else:
-            continue
+            return f"the file ends after {len(state_dict)} tensors, before {_entry(name, expected)}"
+        if name is None:
+            return f"tensor {index} {item[0]!r} {_shape(item[1])} is one more than {len(order)}"
+        if not _fits(item[1], expected.get(name), name in replaced):
+            return (f"tensor {index} {item[0]!r} {_shape(item[1])} does not fit "
+                    f"{_entry(name, expected)}")
+    return None
+
+
+def map_by_order(
+    state_dict: Mapping[str, Tensor],
+    model: nn.Module,
+    source: str = "checkpoint",
+    replaced: Collection[str] = (),
+) -> dict[str, Tensor]:
+    """`state_dict` renamed to the model's keys by position, as the original's `load_old_ckpt`
+    reads the files saved by older code: the i-th tensor of the file becomes the i-th entry of
+    the original layout (`original_key_order`). Every shape must equal its entry's (a
+    ``replaced`` classifier's only past the classes) and the counts must be equal, or
+    :class:`CheckpointError` names the first mismatch in one line; success is said in one log
+    line (`source`, how many tensors)."""
+    problem = order_misfit(state_dict, model, replaced)
+    if problem is not None:
+        expected = model.state_dict()
+        missing = len(set(expected) - set(state_dict))
+        unexpected = len(set(state_dict) - set(expected))
         raise CheckpointError(
             f"{source} does not fit {type(model).__name__} by name ({missing} missing, "
             f"{unexpected} unexpected keys) nor in order: {problem}"
         )
+    order = original_key_order(model, replaced)
     _logger.warning(
         "%s: names differ from %s's; loaded its %d tensors by order (every shape equals the "
         "original layout's, in order)",
@@ -249,16 +265,32 @@ def _pretrained_source(model: nn.Module) -> str:
     return str(cfg.get("file") or cfg.get("url") or cfg.get("hf_hub_id") or "checkpoint")
 
 
+def replaced_classifier(model: nn.Module) -> frozenset[str]:
+    """The classifier entries timm's pretrained loading drops and leaves freshly initialised
+    (`pretrained_cfg["classifier"]`, weight and bias): those of a model built for another
+    number of classes than its pretrained weights (none otherwise)."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    classifiers = cfg.get("classifier")
+    if classifiers is None or getattr(model, "num_classes", None) == cfg.get("num_classes"):
+        return frozenset()
+    if isinstance(classifiers, str):
+        classifiers = (classifiers,)
+    return frozenset(f"{name}.{part}" for name in classifiers for part in ("weight", "bias"))
+
+
 def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: nn.Module) -> dict[str, Tensor]:
     """timm's pretrained filter: the model's state dict from a published checkpoint.
 
     Our classes keep the original key names, so the mapping is unwrapping and prefix removal;
-    a file whose names differ (saved by older code) is mapped by order (`map_by_order`).
+    a file whose names differ (saved by older code) is mapped by order (`map_by_order`). For a
+    model with another number of classes the classifier is left to timm, which drops it and
+    keeps the model's fresh one (`replaced_classifier`), by name or by order alike.
     """
     state_dict = unwrap_state_dict(state_dict)
-    if state_dict.keys() == model.state_dict().keys():
+    replaced = replaced_classifier(model)
+    if set(state_dict) - replaced == set(model.state_dict()) - replaced:
         return state_dict
-    return map_by_order(state_dict, model, _pretrained_source(model))
+    return map_by_order(state_dict, model, _pretrained_source(model), replaced)
 
 
 def describe_mismatch(

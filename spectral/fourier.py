@@ -35,6 +35,7 @@ __all__ = [
     "fourier_basis",
     "fourier_heat_map",
     "gradient_spectrum",
+    "heat_map_radius",
 ]
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
@@ -60,11 +61,20 @@ def fourier_basis(h: int, w: int, u: int, v: int) -> torch.Tensor:
     return image / image.norm()
 
 
+def heat_map_radius(h: int, w: int, stride: int = 1) -> np.ndarray:
+    """Normalised radius (1.0 = Nyquist along an axis) of each frequency ``(u, v)`` of an
+    ``h x w`` heat map at ``stride``, ``[len(u), len(v)]`` in the centred layout."""
+    keep_u = np.isin(centred_frequencies(h), centred_frequencies(h, stride))
+    keep_v = np.isin(centred_frequencies(w), centred_frequencies(w, stride))
+    return np.fft.fftshift(_radius(h, w))[np.ix_(keep_u, keep_v)]
+
+
 @dataclass(frozen=True, eq=False)
 class FourierHeatMap:
     """Yin et al.'s heat maps ``[len(u), len(v)]`` in the centred layout: ``error`` the error
     rate and ``loss_increase`` the mean cross-entropy minus the clean one when basis ``(u, v)``
-    is added at norm ``eps`` times each image's norm, with a random sign per image."""
+    is added at norm ``eps`` times each image's norm, with a random sign per image;
+    ``radius`` the normalised radius of each ``(u, v)`` (`heat_map_radius`)."""
 
     u: np.ndarray
     v: np.ndarray
@@ -74,6 +84,22 @@ class FourierHeatMap:
     clean_error: float
     clean_loss: float
     images: int
+    radius: np.ndarray
+
+    def band_means(self, cutoff: float = 0.5) -> dict[str, float]:
+        """Mean error increase (over the clean error) and loss increase over the frequencies
+        of radius in ``(0, cutoff)`` (``*_low``; the DC basis is left out) and ``>= cutoff``
+        (``*_high``): ``{"error_low", "error_high", "loss_low", "loss_high"}``, nan for a
+        side without frequencies."""
+        sides = {"low": (self.radius > 0) & (self.radius < cutoff),
+                 "high": self.radius >= cutoff}
+        means = {}
+        for side, mask in sides.items():
+            means[f"error_{side}"] = (float((self.error[mask] - self.clean_error).mean())
+                                      if mask.any() else math.nan)
+            means[f"loss_{side}"] = (float(self.loss_increase[mask].mean())
+                                     if mask.any() else math.nan)
+        return means
 
 
 def _check_eps(eps: float) -> None:
@@ -155,7 +181,7 @@ def fourier_heat_map(
             error[i, j] = entry[1] / count
             loss[i, j] = entry[0] / count - clean[0] / count
     return FourierHeatMap(u, v, float(eps), error, loss, clean[1] / count, clean[0] / count,
-                          count)
+                          count, heat_map_radius(h, w, stride))
 
 
 def gradient_spectrum(

@@ -143,10 +143,10 @@ class SpectrumProbe:
     An output is read as a stack of maps ``[..., H, W]``, averaged over its leading axes (so
     ``[B, C, H, W]``, ``[T, B, C, H, W]`` and ``[T * B, C, H, W]`` all work), when it is a
     tensor of at least 4 axes with ``H, W >= 2`` whose grid is the model's input grid (the
-    last two axes of the first tensor the model is called with) scaled by about the same
+    last two axes of the first tensor the model is called with) scaled down by about the same
     factor along both axes (within ``MAX_GRID_MISMATCH``). Anything else, such as tuples or
-    tokens ``[T, B, C, N]``, is recorded as skipped, with the reason. Calls whose output (or
-    membrane input) holds nan or inf are counted and left out.
+    tokens ``[T, B, C, N]`` (also where ``C == N``), is recorded as skipped, with the reason.
+    Calls whose output (or membrane input) holds nan or inf are counted and left out.
 
     With ``time_mean``, each output (and membrane input) is first averaged over time, a
     spiking layer's firing-rate maps: its maps are read by `time_major` (a single-step
@@ -284,6 +284,9 @@ class SpectrumProbe:
             if factors[1] > MAX_GRID_MISMATCH * factors[0]:
                 return (f"output shape {shape}: its last two axes are not a map grid of the "
                         f"{grid_h}x{grid_w} input (tokens?)")
+            if factors[0] < 1:
+                return (f"output shape {shape}: its last two axes are larger than the "
+                        f"{grid_h}x{grid_w} input, not a map of it (tokens [C, N]?)")
         return None
 
     def _record(self, name: str, module: nn.Module, args: Any, output: Any) -> None:

@@ -12,6 +12,7 @@ from analysis import (
     conversion_fourier,
     conversion_spectra,
     feature_spectra,
+    fig8_peers,
     neuron_response,
 )
 from models.app.cli import main as cli_main
@@ -25,7 +26,7 @@ def read_outputs(folder, stem):
     return json.loads((folder / f"{stem}.json").read_text())
 
 
-@pytest.mark.parametrize("script", [neuron_response, feature_spectra])
+@pytest.mark.parametrize("script", [neuron_response, feature_spectra, fig8_peers])
 def test_help(script, capsys):
     with pytest.raises(SystemExit) as exit_info:
         script.main(["--help"])
@@ -105,6 +106,48 @@ def test_feature_spectra_refuses_runs_of_different_methods(tmp_path, pictures):
     b = spectra_run(tmp_path / "b", pictures, method="diagonal")
     with pytest.raises(ValueError, match="differ in \\(method, cutoff\\)"):
         feature_spectra.main([str(a), str(b), "--out", str(tmp_path / "x.png")])
+
+
+def test_fig8_peers_draws_the_three_models_of_the_zoo_on_random_weights(tmp_path, capsys):
+    out = tmp_path / "fig8"
+    argv = ["--img-size", "32", "--T", "1", "--samples", "1", "--cam", "1", "--no-progress"]
+    report = fig8_peers.main([*argv, "--out", str(out)])
+    assert read_outputs(out, "fig8_peers") == json.loads(json.dumps(report))
+    names = ["SDT-8-512", "MS-QKFormer-10-512", "Max-Former-10-512"]
+    assert [n["network"] for n in report["networks"]] == names
+    assert [n["model"] for n in report["networks"]] == ["sdt_8_512", "ms_qkformer_10_512",
+                                                        "maxformer_10_512"]
+    assert list(report["missing"]) == ["swformer_8_512"]
+    for network in report["networks"]:
+        assert network["random_weights"]
+        assert network["weights"].endswith("BatchNorm statistics of 1 image")
+        layers = [r for r in report["layers"] if r["network"] == network["network"]]
+        assert max(r["firing_rate"] or 0.0 for r in layers) > 0.0  # not a silent network
+        ratios = [r["output"]["high_frequency_ratio"] for r in layers if r["output"]]
+        assert ratios and all(0.0 <= ratio <= 1.0 for ratio in ratios)
+    assert [c["layer"] for c in report["cam"]] == ["block.7", "stage3", "stage3"]
+    with pytest.raises(SystemExit) as refused:  # figures are never replaced
+        fig8_peers.main([*argv, "--out", str(out)])
+    assert refused.value.code == 2
+    assert "exists" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("pair", ["swformer_8_512=w.pth", "sdt_8_512", "resnet18=w.pth"])
+def test_fig8_peers_refuses_checkpoints_of_other_models(tmp_path, pair, capsys):
+    with pytest.raises(SystemExit) as refused:
+        fig8_peers.main(["--checkpoint", pair, "--out", str(tmp_path / "x")])
+    assert refused.value.code == 2
+    assert "MODEL=FILE with MODEL one of sdt_8_512, ms_qkformer_10_512" in capsys.readouterr().err
+
+
+def test_fig8_peers_reads_the_checkpoint_it_is_given(tmp_path, capsys):
+    missing = tmp_path / "8_512.pth"
+    with pytest.raises(SystemExit) as refused:
+        fig8_peers.main(["--checkpoint", f"sdt_8_512={missing}", "--img-size", "32",
+                         "--out", str(tmp_path / "x")])
+    assert refused.value.code == 2
+    assert str(missing) in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()  # nothing left behind
 
 
 def spectra_report(neuron, T, layers, time_mean=False):

@@ -2,8 +2,13 @@
 
 import json
 
+import pytest
+import timm
+import torch
+
 from benchmarks import bench_lif, bench_model, tune_lif
 from models.neurons import triton_backend
+from models.spike_storage import kept_for_backward
 
 
 def test_bench_lif_writes_rows_for_each_backend(tmp_path):
@@ -86,11 +91,21 @@ def test_bench_model_times_a_row_per_variant(tmp_path):
     bench_model.main([
         "--models", "maxformer_cifar", "--embed-dims", "32", "--T", "1", "--batch-size", "1",
         "--img-size", "16", "--reps", "1", "--backends", "torch", "--variants", "eager",
-        "channels_last", "fold", "--device", "cpu", "--json", str(out),
+        "channels_last", "fold", "checkpointed", "bf16", "--by-module", "100",
+        "--module-depth", "1", "--device", "cpu", "--json", str(out),
     ])
     rows = json.loads(out.read_text())["rows"]
-    assert [r["variant"] for r in rows] == ["eager", "channels_last", "fold"]
+    assert [r["variant"] for r in rows] == ["eager", "channels_last", "fold", "checkpointed",
+                                           "bf16"]
     assert all(r["train_ms"] > 0 and r["infer_ms"] > 0 for r in rows)
+    eager, checkpointed = rows[0], rows[3]
+    assert checkpointed["saved_mib"] < eager["saved_mib"] / 2
+    for row in (eager, checkpointed):  # every saved tensor attributed to one module
+        assert sum(row["saved_mib_by_module"].values()) == pytest.approx(row["saved_mib"])
+    model = timm.create_model("maxformer_cifar", embed_dims=32, T=1, lif_backend="torch")
+    _, kept = kept_for_backward(lambda: model(torch.randn(1, 3, 16, 16)), model.parameters())
+    assert eager["saved_mib"] == kept / 2**20
+    assert set(eager["saved_mib_by_module"]) >= {"patch_embed1", "stage1", "stage3"}
 
 
 def test_bench_chunks_row_measures_one_run(capsys):

@@ -142,3 +142,42 @@ def test_pretrained_file_overlay_with_legacy_names(tmp_path: Path) -> None:
     for key, value in source.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
     assert isinstance(loaded, models.SpikingFormer)
+
+
+@pytest.mark.parametrize("classes", [7, 0])
+@pytest.mark.parametrize("renamed", [True, False], ids=["legacy names", "our names"])
+def test_pretrained_with_other_classes_gets_a_fresh_classifier(
+    tmp_path: Path, classes: int, renamed: bool
+) -> None:
+    """As timm's pretrained loading does for its own models: with another num_classes the
+    file's classifier is dropped and the model keeps the one its constructor made (none for
+    0 classes); everything else is the file's, whether its names are ours or older ones."""
+    source = randomised(timm.create_model("maxformer_cifar", **TINY), 4)
+    path = tmp_path / "weights.pth"
+    torch.save({"state_dict": legacy(source) if renamed else source.state_dict()}, path)
+    torch.manual_seed(5)
+    fresh = timm.create_model("maxformer_cifar", num_classes=classes, **TINY)
+    torch.manual_seed(5)
+    loaded = timm.create_model("maxformer_cifar", pretrained=True, num_classes=classes,
+                               pretrained_cfg_overlay={"file": str(path)}, **TINY)
+    assert loaded.state_dict().keys() == fresh.state_dict().keys()
+    assert any(key.startswith("head.") for key in source.state_dict())
+    for key, value in loaded.state_dict().items():
+        expected = fresh.state_dict()[key] if key.startswith("head.") else source.state_dict()[key]
+        assert torch.equal(value, expected), key
+
+
+def test_pretrained_with_other_classes_still_refuses_a_misfit(tmp_path: Path) -> None:
+    """The classifier may differ in its classes only: another input width is refused."""
+    source = timm.create_model("maxformer_cifar", **TINY)
+    state_dict = legacy(source)
+    last = list(state_dict)[-2]  # head.weight [10, 16] in the original order
+    state_dict[last] = torch.zeros(10, 15)
+    path = tmp_path / "weights.pth"
+    torch.save(state_dict, path)
+    with pytest.raises(CheckpointError) as info:
+        timm.create_model("maxformer_cifar", pretrained=True, num_classes=7,
+                          pretrained_cfg_overlay={"file": str(path)}, **TINY)
+    message = str(info.value)
+    assert "\n" not in message
+    assert f"{last!r} (10, 15) does not fit 'head.weight' (7, 16)" in message

@@ -50,6 +50,10 @@ def test_overrides_reach_the_config():
         (["train", "--model", "no_such_net"], "unknown model 'no_such_net'"),
         (["train", "--resume", "/nonexistent/run"], "no checkpoint file at"),
         (["eval", "--checkpoint", "/nonexistent.pt"], "no checkpoint file at"),
+        (["train", "--config", "cifar10dvs", "--set", "erase_after_mix=true"],
+         "erase_after_mix is for images; dataset 'cifar10dvs' gives event frames"),
+        (["train", "--set", "eval_loss_mean=batches"],
+         "unknown eval_loss_mean 'batches'; did you mean batch? choose one of image, batch"),
     ],
 )
 def test_user_errors_are_one_clear_line(argv, message, capsys):

@@ -1,7 +1,10 @@
 """Datasets load from tiny stand-ins written in each real on-disk format; shards are exact."""
 
 import pickle
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +12,7 @@ import torch
 from PIL import Image
 
 from models.app.config import build_config
-from models.app.data import build_datasets, eval_loader, train_loader
+from models.app.data import build_datasets, digits_split, eval_loader, train_loader
 from models.app.errors import UserError
 from models.app.training.distributed import DistContext
 
@@ -70,6 +73,46 @@ def test_digits_split_is_fixed_stratified_and_disjoint():
     # 8x8 at img_size 8: the image comes back unchanged (0..16 scaled to 0..255)
     assert torch.allclose(unnormalise(x, cfg, info)[0] * 255, torch.tensor(val.images[0]).float(),
                           atol=1e-3)
+
+
+@pytest.fixture
+def digits_cache(tmp_path, monkeypatch):
+    """The digits split cached under ``tmp_path`` (``XDG_CACHE_HOME``), read anew."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    digits_split.cache_clear()
+    yield tmp_path / "maxformer"
+    digits_split.cache_clear()
+
+
+def test_the_cached_digits_split_is_scikit_learns(digits_cache):
+    """First use writes the cache; a later process reads it (a damaged file is made again) and
+    gets scikit-learn's own stratified split, array for array."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    train_idx, test_idx = train_test_split(np.arange(len(digits.target)), test_size=0.2,
+                                           stratify=digits.target, random_state=0)
+    for damage in (None, b"not an npz file"):
+        if damage:
+            next(digits_cache.iterdir()).write_bytes(damage)
+        digits_split.cache_clear()
+        split = digits_split()
+        for part, index in (("train", train_idx), ("test", test_idx)):
+            scaled = np.round(digits.images[index] * (255 / 16))  # 0..16 to 0..255
+            assert split[f"{part}_images"].dtype == np.uint8
+            assert np.array_equal(split[f"{part}_images"], scaled)
+            assert np.array_equal(split[f"{part}_targets"], digits.target[index])
+        assert [p.suffix for p in digits_cache.iterdir()] == [".npz"]
+
+
+def test_a_warm_digits_cache_does_not_import_scikit_learn(digits_cache):
+    digits_split()
+    code = ("import sys\nfrom models.app.data import DigitsDataset\n"
+            "print(len(DigitsDataset(True)), len(DigitsDataset(False)), 'sklearn' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, cwd=Path(__file__).parents[1])
+    assert done.stdout.split() == ["1437", "360", "False"]
 
 
 @pytest.mark.parametrize("hundred", [False, True])

@@ -163,3 +163,39 @@ def test_input_the_model_cannot_take_is_one_line(capsys):
     err = capsys.readouterr().err
     assert "cannot run on random input at img_size 6" in err and "stride 4" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_convention_sets_how_the_command_counts(tmp_path, capsys):
+    out = tmp_path / "energy.json"
+    argv = ["--model", "maxformer_cifar", "--T", "2", "--img-size", "32", "--json", str(out)]
+    assert run_energy([*argv, "--convention", "sdt"]) == 0
+    printed = capsys.readouterr().out
+    assert "(sdt convention)" in printed and "convention: sdt, the Spike-driven" in printed
+    report = json.loads(out.read_text())
+    assert report["convention"] == "sdt" and report["convention_rules"]["MAC"].startswith(
+        "the first convolution")
+    assert report["layers"][0]["macs"] == 2 * FIRST_CONV_FLOPS  # a static image, T times
+    assert run_energy(argv) == 0
+    report = json.loads(out.read_text())
+    assert report["convention"] == "ours" and report["layers"][0]["macs"] == FIRST_CONV_FLOPS
+
+
+def test_an_unknown_convention_is_one_line_listing_the_choices(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        energy_main(["--model", "maxformer_cifar", "--convention", "snntorch"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "invalid choice: 'snntorch'" in err
+    assert "'ours', 'spikformer', 'sdt', 'syops', 'spikingjelly'" in err
+
+
+def test_help_explains_every_convention_and_the_names_are_the_registry(capsys):
+    from models.energy import CONVENTIONS
+
+    assert command.CONVENTIONS == tuple(CONVENTIONS)
+    with pytest.raises(SystemExit):
+        energy_main(["--help"])
+    help_text = capsys.readouterr().out
+    for name in CONVENTIONS:
+        assert f"\n  {name} " in help_text
+    assert "docs/energy.md" in help_text

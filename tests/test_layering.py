@@ -2,6 +2,8 @@
 
 import ast
 import itertools
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -110,3 +112,21 @@ def test_tests_do_not_borrow_helpers_from_benchmarks():
         if any(within(i, "benchmarks") for i in imports_of(path)):
             borrowers.append(path.name)
     assert borrowers == []
+
+
+def test_spectral_names_load_their_module_on_first_use():
+    """``spectral`` offers every name of its modules, each imported when first used: the
+    training loop's high-frequency ratio does not pay for scipy.signal (seconds to import)."""
+    code = ("import sys, spectral\n"
+            "from spectral import high_frequency_ratio\n"
+            "print('scipy.signal' in sys.modules)\n"
+            "from spectral import lif_cutoff\n"
+            "print('scipy.signal' in sys.modules)\n"
+            "print(all(getattr(spectral, n) is not None for n in spectral.__all__))\n"
+            "import importlib\n"
+            "names = {m: set(importlib.import_module('spectral.' + m).__all__)\n"
+            "         for m in ('feature', 'fourier', 'neuron', 'probe', 'temporal')}\n"
+            "print(set(spectral.__all__) == set().union(*names.values()))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, check=True)
+    assert done.stdout.split() == ["False", "True", "True", "True"]

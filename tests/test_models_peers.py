@@ -1,6 +1,8 @@
 """The paper's peers in the zoo: Spikformer, the Spike-driven Transformer and SDSA inside
 Max-Former layouts (golden outputs of the original code: tests/test_models_golden.py)."""
 
+import math
+import re
 from pathlib import Path
 
 import pytest
@@ -27,10 +29,19 @@ PUBLISHED = {
 }
 
 
+NEVER_CALLED = r"block\.\d+\.(norm[12]\.(weight|bias)|attn\.talking_heads\.weight)"
+"""State-dict entries of layers the original code builds and never calls (Spikformer's
+`Block.norm1`/`norm2`, SDT's `MS_SSA_Conv.talking_heads`): state here, not parameters."""
+
+
 def read_keys(path: Path) -> tuple[int, dict[str, str]]:
     header, *lines = path.read_text().splitlines()
     count = int(header.split(":")[1].split()[0])
     return count, dict(line.split("\t") for line in lines)
+
+
+def numel(shape: str) -> int:
+    return math.prod(int(n) for n in shape.split("x")) if shape != "scalar" else 1
 
 
 def test_every_peer_keys_file_is_covered() -> None:
@@ -50,7 +61,41 @@ def test_state_dict_equals_original_code(keys_file: str) -> None:
     assert sorted(set(expected) - set(ours)) == []
     assert sorted(set(ours) - set(expected)) == []
     assert ours == expected
-    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == count
+    never_called = sum(numel(v) for k, v in expected.items() if re.fullmatch(NEVER_CALLED, k))
+    assert never_called > 0
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == count - never_called
+
+
+@pytest.mark.parametrize("name", ["spikformer_8_768", "sdt_8_768"])
+def test_parameter_count_is_the_papers(name: str) -> None:
+    """Spikformer-8-768 and SDT-8-768 have 66.34M parameters as their papers count them
+    (quoted side by side in Spikingformer, arXiv 2304.11954, Table 1): without the weights
+    of the layers their code never calls (66.36M with Spikformer's LayerNorms)."""
+    with torch.device("meta"):
+        model = timm.create_model(name)
+    assert round(sum(p.numel() for p in model.parameters()) / 1e6, 2) == 66.34
+
+
+@pytest.mark.parametrize("name", ["spikformer_4_384", "sdt_2_512"])
+def test_every_parameter_gets_a_gradient(name: str) -> None:
+    """What DistributedDataParallel (without `find_unused_parameters`) and timm's tests need;
+    the never-called weights are buffers that training leaves as they are, as in the original,
+    and `init_weights` draws them again."""
+    torch.manual_seed(0)
+    model = timm.create_model(name, embed_dims=32, depth=1, num_heads=2, T=1, lif_backend="torch")
+    state = {k: v.clone() for k, v in model.state_dict().items() if re.fullmatch(NEVER_CALLED, k)}
+    assert state
+    model(torch.randn(2, 3, 16, 16) * 4).sum().backward()
+    assert [n for n, p in model.named_parameters() if p.grad is None] == []
+    torch.optim.SGD(model.parameters(), lr=1.0).step()
+    for key, value in state.items():
+        assert torch.equal(model.state_dict()[key], value), key
+        model.get_buffer(key).fill_(float("nan"))
+    model.init_weights()
+    for key, value in state.items():
+        assert torch.isfinite(model.get_buffer(key)).all(), key
+        if key.endswith("norm1.weight"):
+            assert torch.equal(model.get_buffer(key), torch.ones_like(value))
 
 
 def test_published_nesting_loads_strictly(tmp_path: Path) -> None:
@@ -80,9 +125,14 @@ def test_peer_runs_forward_backward_and_features(name: str, shape: tuple[int, ..
     assert logits.shape == (2, 5)
     logits.sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
-    (level,) = model.forward_intermediates(x, intermediates_only=True)  # one level per block
+    levels = model.forward_intermediates(x, intermediates_only=True)  # patch splitting, block
     stride = model.feature_info[0]["reduction"]
-    assert level.shape == (2, 32, shape[2] // stride, shape[3] // stride)
+    grid = (2, 32, shape[2] // stride, shape[3] // stride)
+    assert [level.shape for level in levels] == [grid, grid]
+    assert [info["module"] for info in model.feature_info] == ["patch_embed", "block.0"]
+    with torch.no_grad():
+        stem = model.patch_embed(x.detach().unsqueeze(0).repeat(2, 1, 1, 1, 1))
+    torch.testing.assert_close(levels[0], stem.mean(0), rtol=0, atol=0)
     model.set_grad_checkpointing()
     x.grad = None
     model(x).sum().backward()

@@ -9,17 +9,27 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from runs import rows, tiny, without_timings
 from timm.data import Mixup
 from timm.data.auto_augment import RandAugment
+from timm.data.random_erasing import RandomErasing
 from torch import nn
 
 from models.app.config import build_config, read_recipe
 from models.app.data import image_transform
 from models.app.datasets import DATASETS
 from models.app.modeling import amp_dtype
+from models.app.training.batch_augment import MixThenErase, batch_augment
+from models.app.training.checkpointing import load_resume_point
 from models.app.training.distributed import DistContext
 from models.app.training.engine import EpochProgress, TrainStep, _mix, train_one_epoch
-from models.app.training.trainer import _build_state, mixup_active
+from models.app.training.trainer import (
+    _build_state,
+    _mixup,
+    mixup_active,
+    resume_config,
+    train,
+)
 
 # cifar10-100/aa_snn.py: _RAND_INCREASING_TRANSFORMS (l. 583) with the level functions
 # (l. 178-216): op -> largest |argument| at magnitude 10 (None: the op takes no argument)
@@ -205,3 +215,87 @@ def test_training_sets_the_lr_at_every_update_from_the_resumed_position() -> Non
                     EpochProgress(batches=done), first_update=epoch * 4 + done)
     expected = [original_lr(1.35e-3, 1e-5, 8, (epoch * 4 + done + k) / 4) for k in range(3)]
     assert seen == pytest.approx(expected, rel=1e-12)
+
+
+# recipe -> (random erasing: "after mixing" or "before mixing", probability, mode); the event
+# recipes erase nothing (their cutout is part of event_augment, per clip, before mixing)
+ORIGINAL_ERASING = {
+    # cifar10.yaml:37-38 reprob/remode; the prefetcher (loader.py:93-94) erases the batch that
+    # FastCollateMixup mixed in the collate function (train.py:482-484, loader.py:221-222)
+    "cifar10": ("after mixing", 0.25, "const"),
+    "cifar100": ("after mixing", 0.25, "const"),
+    # imagenet/train.py:97-100 defaults; create_transform erases each image (utils.py:127-138),
+    # train_one_epoch mixes the batch afterwards (utils.py:188-189)
+    **{name: ("before mixing", 0.25, "pixel") for name in ORIGINAL_IMAGENET},
+}
+
+
+def erasings(transform) -> list[RandomErasing]:
+    return [step for step in transform.transforms if isinstance(step, RandomErasing)]
+
+
+@pytest.mark.parametrize("name", sorted(ORIGINAL_ERASING))
+def test_random_erasing_comes_where_the_original_has_it(name: str) -> None:
+    cfg = recipe(name)
+    order, probability, mode = ORIGINAL_ERASING[name]
+    augment = batch_augment(cfg, _mixup(cfg, 10), torch.device("cpu"))
+    in_transform = erasings(image_transform(cfg, DATASETS[cfg.dataset], True))
+    if order == "after mixing":
+        assert in_transform == [] and isinstance(augment, MixThenErase)
+        erasing = augment.erasing
+    else:
+        assert isinstance(augment, Mixup) and len(in_transform) == 1
+        erasing = in_transform[0]
+    assert (erasing.probability, erasing.mode) == (probability, mode)
+    assert (erasing.min_count, erasing.max_count) == (1, 1)  # --recount 1
+
+
+@pytest.mark.parametrize("name", ["cifar10dvs", "dvsgesture"])
+def test_event_recipes_erase_nothing(name: str) -> None:
+    cfg = recipe(name)
+    assert cfg.reprob == 0 and not cfg.erase_after_mix
+    mixup = _mixup(cfg, 10)
+    assert batch_augment(cfg, mixup, torch.device("cpu")) is mixup
+
+
+def test_cifar_erases_the_mixed_batch_so_erased_pixels_are_not_mixed() -> None:
+    """The CIFAR recipe's batch, mixed then erased (every image, reprob 1): where it differs
+    from the same mixing alone, it is exactly the erasing's 0 over all channels, in one
+    rectangle per image; erased first (the other order), those pixels would be mixed with
+    the flipped image's."""
+    cfg = build_config(read_recipe("cifar10"), {"reprob": 1.0, "cutmix": 0.0})
+    transform = image_transform(cfg, DATASETS[cfg.dataset], True)
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+              for _ in range(4)]
+    batch, targets = torch.stack([transform(image) for image in images]), torch.arange(4)
+    augment = batch_augment(cfg, _mixup(cfg, 10), torch.device("cpu"))
+    np.random.seed(0)
+    random.seed(0)
+    out, soft = augment(batch.clone(), targets)
+    np.random.seed(0)
+    mixed, soft_alone = augment.mixup(batch.clone(), targets)
+    assert torch.equal(soft, soft_alone) and not torch.equal(mixed, batch)
+    for image_out, image_mixed in zip(out, mixed, strict=True):
+        changed = image_out != image_mixed
+        assert torch.equal(changed.any(0), changed.all(0)) and changed.any()
+        assert (image_out[changed] == 0).all()
+        rows, cols = changed.any(0).any(1).nonzero(), changed.any(0).any(0).nonzero()
+        box = changed[0, rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+        assert box.all()  # a rectangle
+
+
+def test_erasing_after_mixing_trains_and_resumes_as_uninterrupted(tmp_path) -> None:
+    """A run that erases the mixed batches, stopped after its first epoch and resumed, ends
+    with the metrics and weights of the uninterrupted run (the erasing draws from the training
+    loop's random state, which a checkpoint keeps)."""
+    cfg = tiny(epochs=2, train_samples=32, mixup=0.5, reprob=0.5, erase_after_mix=True,
+               aa=None)
+    straight = train(cfg, output=tmp_path / "straight")
+    train(build_config(cfg.to_dict(), {"epochs": 1}), output=tmp_path / "resumed")
+    point = load_resume_point(tmp_path / "resumed")
+    resumed = train(resume_config(point.checkpoint["config"], {"epochs": 2}), resume=point)
+    assert without_timings(rows(tmp_path / "straight")) == without_timings(
+        rows(tmp_path / "resumed"))
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key

@@ -1,6 +1,11 @@
 """A study stops when asked, keeps variants apart, stays in its folder, writes only its own."""
 
+import ctypes
+import os
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,7 +13,7 @@ import yaml
 
 from models.app.cli import main
 from models.app.errors import RunInterrupted
-from models.app.study import cell_state, markdown, read_study, run_study
+from models.app.study import STUDY_YAML, cell_state, markdown, read_study, run_study, study_record
 from models.zoo import SpikingBackbone
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -93,3 +98,42 @@ def test_a_study_output_that_is_a_file_is_one_line(tmp_path, capsys):
     assert main(["study", str(spec), "--output", str(file)]) == 2
     err = capsys.readouterr().err.strip()
     assert "is a file, not a folder" in err and len(err.splitlines()) == 1
+
+
+def _without_permission_override() -> None:
+    """In the child before exec: as root, drop the capabilities that let root write into a
+    folder without write permission (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH), so a ``chmod 555``
+    folder is read-only to it as to any user."""
+    if os.geteuid() != 0:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):
+        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
+
+
+@pytest.mark.parametrize("report", [False, True])
+def test_a_read_only_study_output_is_one_line(tmp_path, report):
+    """A study folder the user cannot write: the study (an empty folder) or its report (a
+    folder holding study.yaml) ends in one line naming the file, exit 2, the folder unchanged."""
+    spec = _spec(tmp_path, [{"name": "a"}])
+    root = tmp_path / "study"
+    root.mkdir()
+    if report:
+        (root / STUDY_YAML).write_text(yaml.safe_dump(study_record(read_study(str(spec)))))
+    before = sorted(p.name for p in root.iterdir())
+    root.chmod(0o555)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "models.app", "study", str(spec), "--output", str(root),
+             "--no-progress", *(["--report"] if report else [])],
+            cwd=Path(__file__).parents[1], capture_output=True, text=True,
+            preexec_fn=_without_permission_override, timeout=300)
+    finally:
+        root.chmod(0o755)
+    err = done.stderr.strip()
+    assert done.returncode == 2, err
+    written = "study.csv" if report else STUDY_YAML
+    assert err.startswith("maxformer study: error: cannot write") and len(err.splitlines()) == 1
+    assert f"{root / written}: Permission denied" in err
+    assert sorted(p.name for p in root.iterdir()) == before

@@ -1,4 +1,5 @@
-"""Oracles of `spectral.fourier`: basis images, the heat map of an ideal blur, band noise."""
+"""Oracles of `spectral.fourier`: basis images, the heat map of an ideal blur and its low/high
+means, band noise."""
 
 import numpy as np
 import pytest
@@ -6,6 +7,7 @@ import torch
 from torch import nn
 
 from spectral import (
+    FourierHeatMap,
     band_mask,
     band_noise,
     band_noise_accuracy,
@@ -13,6 +15,7 @@ from spectral import (
     fourier_basis,
     fourier_heat_map,
     gradient_spectrum,
+    heat_map_radius,
 )
 from spectral.feature import _radius
 
@@ -57,10 +60,34 @@ def test_heat_map_of_a_blur_is_zero_outside_its_pass_band_and_not_inside():
     assert np.abs(heat.loss_increase[outside]).max() < 1e-10
     assert np.all(heat.error[outside] == heat.clean_error)
     assert np.abs(heat.loss_increase[~outside]).min() > 1e-4
+    np.testing.assert_array_equal(heat.radius, radius)
+    means = heat.band_means(CUT)  # the pass band is (0, CUT): nothing above it counts
+    assert means["error_high"] == 0.0 and abs(means["loss_high"]) < 1e-10
+    assert means["loss_low"] > 1e-4
     u, v, amplitude = gradient_spectrum(model, [(x, y)])
     assert amplitude[outside].max() < 1e-10 < amplitude[~outside].min()
     strided = fourier_heat_map(model, [(x, y)], eps=0.5, stride=2)
     assert list(strided.u) == [-4, -2, 0, 2]
+
+
+def test_heat_map_radius_at_a_stride_is_the_radius_of_its_frequencies():
+    u = centred_frequencies(8, 2)
+    v = centred_frequencies(6, 2)
+    np.testing.assert_allclose(heat_map_radius(8, 6, 2),
+                               np.hypot(u[:, None] / 4, v[None, :] / 3), rtol=1e-15)
+
+
+def test_band_means_of_a_synthetic_heat_map_equal_their_closed_form():
+    # a 4x4 grid: radius |(u, v)| / 2 for u, v in -2..1; error and loss grow as radius^2
+    radius = heat_map_radius(4, 4)
+    u = v = np.arange(-2, 2)
+    heat = FourierHeatMap(u, v, 0.1, 0.2 + radius ** 2, 3 * radius ** 2, 0.2, 1.0, 8, radius)
+    means = heat.band_means(cutoff=0.6)
+    # low (0 < r < 0.6): the four neighbours of DC at r = 1/2, r^2 = 1/4;
+    # high: 4 at r^2 = 1/2, 2 at 1, 4 at 5/4, 1 at 2: mean (2 + 2 + 5 + 2) / 11 = 1
+    assert means == pytest.approx({"error_low": 0.25, "loss_low": 0.75,
+                                   "error_high": 1.0, "loss_high": 3.0}, abs=1e-12)
+    assert np.isnan(heat.band_means(cutoff=2.0)["error_high"])
 
 
 @pytest.mark.parametrize("low, high", [(0.0, 0.3), (0.3, 0.7), (0.7, 1.5)])

@@ -159,6 +159,18 @@ def test_tokens_and_non_spatial_outputs_are_recorded_as_skipped(inputs):
     assert head.output is None and head.depth is None and head.stage is None
 
 
+def test_square_tokens_larger_than_the_input_are_not_maps(inputs):
+    """Tokens ``[T, B, C, N]`` with ``C == N`` (MS-QKFormer's stage 2 at 128 px: 256 channels,
+    256 tokens) pass the grid-ratio check; no map of a classifier outruns its input grid."""
+    class SquareTokens(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.flatten(-3)[..., :576].unflatten(-1, (24, 24))  # [T, B, C=24, N=24]
+
+    (tokens,) = SpectrumProbe(nn.Sequential(SquareTokens()), names="0").run(inputs)
+    assert tokens.output is None
+    assert "larger than the 16x16 input" in tokens.skipped
+
+
 def test_the_membrane_input_callable_decides_what_a_neuron_filtered(inputs):
     model = Net().eval()
     seen = []

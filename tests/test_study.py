@@ -194,7 +194,7 @@ def test_an_unknown_key_or_value_is_one_line_before_any_cell(tmp_path, capsys, v
 
 
 def test_shipped_studies_are_valid(capsys):
-    assert {"pooling", "bands", "neurons"} <= set(study_names())
+    assert {"pooling", "bands", "neurons", "frequency"} <= set(study_names())
     assert main(["study"]) == 0  # without a study: the shipped ones, what each asks
     listed = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in listed] == study_names()
@@ -204,3 +204,8 @@ def test_shipped_studies_are_valid(capsys):
     assert {cell.config.dataset for cell in pooling.cells} == {"digits"}
     assert len(grids["bands"].variants) == 12  # pooling's four layouts x three bands
     assert {cell.config.neuron for cell in grids["neurons"].cells} == {"lif", "if", "relu"}
+    frequency = grids["frequency"]  # neurons x pooling's three layouts x (digits, bands)
+    assert len(frequency.variants) == 18 and len(frequency.seeds) == 3
+    assert {cell.config.dataset for cell in frequency.cells} == {"digits", "bands"}
+    assert {cell.config.neuron for cell in frequency.cells} == {"lif", "if", "relu"}
+    assert set(frequency.measures) == {"transfer", "heatmap", "bandnoise"}

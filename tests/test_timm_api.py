@@ -150,6 +150,57 @@ def test_grad_checkpointing_changes_nothing_but_what_is_kept(name):
     torch.testing.assert_close(state_c, state, rtol=0, atol=0)
 
 
+FIRST_STAGES = {  # the three kinds of Max-Former stem: CIFAR, ImageNet, event (stem level)
+    "maxformer_cifar": ({"embed_dims": 32, "num_heads": 2, "T": 2}, (2, 3, 16, 16)),
+    "maxformer_imagenet": ({"embed_dims": 64, "T": 2}, (2, 3, 32, 32)),
+    "maxformer_event": ({"embed_dims": 32, "num_heads": 2, "T": 2}, (2, 2, 2, 32, 32)),
+}
+
+
+@pytest.mark.parametrize("name", list(FIRST_STAGES))
+def test_grad_checkpointing_keeps_only_the_inputs_of_embeddings_and_blocks(name):
+    """Checkpointed, a Max-Former keeps the input of every embedding and block and the head's
+    two small tensors (its neurons' input [T, B, C] and the classifier's [B, C]), nothing
+    else; outputs, gradients and BatchNorm statistics stay those of the plain run."""
+    kwargs, shape = FIRST_STAGES[name]
+    x = torch.randn(shape)
+    inputs = []
+
+    def recorded(method):
+        def run(z):
+            inputs.append(z)
+            return method(z)
+        return run
+
+    results = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = timm.create_model(name, lif_backend="torch", drop_path_rate=0.3, **kwargs)
+        model.train().set_grad_checkpointing(checkpointing)
+        units = [m for n, m in model.named_children() if n.startswith(("patch_embed", "stage"))]
+        units = [unit for m in units for unit in (m if isinstance(m, nn.Sequential) else [m])]
+        inputs.clear()
+        handles = [unit.register_forward_pre_hook(lambda _, args: inputs.append(args[0]))
+                   for unit in units]
+        if model.stem_level:  # the event stem's two parts run as methods, not as a module
+            for part in ("forward_stem", "forward_after_stem"):
+                setattr(model.patch_embed1, part, recorded(getattr(model.patch_embed1, part)))
+        torch.manual_seed(1)
+        logits, kept = kept_for_backward(lambda m=model: m(x), exclude=model.parameters())
+        for handle in handles:
+            handle.remove()
+        level_inputs = sum(t.numel() * t.element_size() for t in inputs)
+        logits.square().sum().backward()
+        grads = {n: p.grad for n, p in model.named_parameters()}
+        results.append((logits, grads, model.state_dict()))
+    head = model.T * x.shape[0] * model.num_features * 4 + x.shape[0] * model.num_features * 4
+    assert kept == head + level_inputs
+    (logits, grads, state), (logits_c, grads_c, state_c) = results
+    torch.testing.assert_close(logits_c, logits, rtol=0, atol=0)
+    torch.testing.assert_close(grads_c, grads, rtol=0, atol=0)
+    torch.testing.assert_close(state_c, state, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("name", list(SMALL))
 def test_layer_decay_groups_follow_depth(name):
     model = small(name)

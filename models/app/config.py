@@ -42,7 +42,9 @@ RECIPE_DATA_KEYS = ("img_size", "mean", "std", "scale", "ratio", "hflip", "inter
                     "crop_pct", "num_classes", "in_chans")
 """Keys of the default (digits) recipe that another ``--dataset`` does not inherit: it brings
 its own size, normalisation and classes, and timm's default augmentation."""
-ADDED_KEYS: dict[str, Any] = {"in_chans": None}
+ADDED_KEYS: dict[str, Any] = {"in_chans": None, "crop_pct_max_size": None, "erase_after_mix": False,
+                               "eval_batch_scale": 1.0, "eval_fold_bn": True,
+                               "eval_loss_mean": "image"}
 """Keys added since checkpoints were first saved, with the value an older config meant."""
 CHOICES: dict[str, tuple[str, ...]] = {
     "sched": ("cosine", "tanh", "step", "multistep", "poly", "constant"),
@@ -51,6 +53,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "mixup_mode": ("batch", "pair", "elem"),
     "aa_ops": ("timm", "snn"),
     "event_cutmix": ("correct", "original"),
+    "eval_loss_mean": ("image", "batch"),
 }
 """The valid values of keys that name one of a few choices (``opt``: timm's optimizers)."""
 RANGES: dict[str, tuple[float, float, str]] = {
@@ -67,6 +70,8 @@ RANGES: dict[str, tuple[float, float, str]] = {
     "reprob": (0.0, 1.0, "[]"),
     "color_jitter": (0.0, math.inf, "[)"),
     "crop_pct": (0.0, math.inf, "()"),
+    "crop_pct_max_size": (1, math.inf, "[)"),
+    "eval_batch_scale": (0.0, math.inf, "()"),
     "ema_decay": (0.0, 1.0, "()"),
     "clip_grad": (0.0, math.inf, "()"),
     "warmup_epochs": (0, math.inf, "[)"),
@@ -116,9 +121,11 @@ class TrainConfig:
     hflip: float = 0.5
     color_jitter: float = 0.0
     interpolation: str = "bicubic"
-    crop_pct: float | None = None
+    crop_pct: float | None = None  # evaluation: resize to img_size / crop_pct, centre crop
+    crop_pct_max_size: int | None = None  # above this img_size, crop_pct 1 (null: any size)
     reprob: float = 0.0
     remode: str = "const"
+    erase_after_mix: bool = False  # erase the mixed batch, not each image before mixing
     mixup: float = 0.0
     cutmix: float = 0.0
     mixup_prob: float = 1.0
@@ -144,6 +151,9 @@ class TrainConfig:
     distribute_bn: bool = True  # average BatchNorm statistics over processes after each epoch
     amp: str = "auto"
     eval_amp: bool = True  # evaluate in the amp dtype too (false: fp32, the original's events)
+    eval_batch_scale: float = 1.0  # evaluation batch per process: int(batch_size x this)
+    eval_fold_bn: bool = True  # evaluate with BatchNorm folded into the convolutions
+    eval_loss_mean: str = "image"  # eval loss: mean over images, or over batches of their means
     ema: bool = False
     ema_decay: float = 0.9998
     seed: int = 42
@@ -173,6 +183,11 @@ class TrainConfig:
                     f"{key} is for event frames; dataset {self.dataset!r} has none "
                     f"(event datasets: {', '.join(EVENT_DATASETS)})"
                 )
+        if self.erase_after_mix and self.dataset in EVENT_DATASETS:
+            raise UserError(
+                f"erase_after_mix is for images; dataset {self.dataset!r} gives event frames, "
+                "which random erasing (reprob) does not touch"
+            )
         from models.app.bands import check_band  # numpy: once a config is built
 
         try:

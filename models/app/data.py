@@ -9,9 +9,13 @@ import contextlib
 import functools
 import itertools
 import math
+import os
 import pickle
 import random
+import sys
+import zipfile
 from collections.abc import Iterator, Sequence
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -44,33 +48,68 @@ from models.app.datasets import (
 )
 from models.app.errors import UserError
 from models.app.event_augment import augment_clip
+from models.app.files import atomic_write
 from models.app.rand_augment import with_snn_operations
 from models.app.training.distributed import DistContext
 
 DIGITS_SPLIT_SEED = 0  # the fixed stratified 80/20 split of the digits
 CIFAR10DVS_TRAIN_SHARE = 0.9  # the paper's per-class 9:1 split
 FAKE_TRAIN_SIZE, FAKE_VAL_SIZE = 512, 128
+DIGITS_KEYS = ("train_images", "train_targets", "test_images", "test_targets")
+
+
+def _digits_cache_file() -> Path:
+    """Where the digits split is cached: ``$XDG_CACHE_HOME/maxformer`` (``~/.cache``), one file
+    per scikit-learn version and split seed."""
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    name = f"digits-split{DIGITS_SPLIT_SEED}-scikit-learn{metadata.version('scikit-learn')}.npz"
+    return root / "maxformer" / name
+
+
+@functools.cache
+def digits_split() -> dict[str, np.ndarray]:
+    """scikit-learn's digits, split: ``train_images [1437, 8, 8]``, ``test_images [360, 8, 8]``
+    (uint8, 0..255) and ``train_targets``, ``test_targets``. Read from a cache file written
+    on first use, since importing scikit-learn takes about a second; a cache file that cannot
+    be read is made again."""
+    path = _digits_cache_file()
+    try:
+        with np.load(path) as saved:
+            return {key: saved[key] for key in DIGITS_KEYS}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        pass  # no cache file yet (first use), or a damaged one: made below
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    index = np.arange(len(digits.target))
+    train_idx, test_idx = train_test_split(
+        index, test_size=0.2, stratify=digits.target, random_state=DIGITS_SPLIT_SEED
+    )
+    images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
+    split = {"train_images": images[train_idx], "train_targets": digits.target[train_idx],
+             "test_images": images[test_idx], "test_targets": digits.target[test_idx]}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda f: np.savez(f, **split))
+    except (OSError, UserError) as err:
+        print(f"cannot cache the digits split at {path} ({err}); each run reads scikit-learn "
+              "again", file=sys.stderr)
+    return split
 
 
 class DigitsDataset(Dataset):
     """scikit-learn's handwritten digits (1797 8x8 grey images, values 0..16, 10 classes).
 
-    A fixed stratified 80/20 split (seed ``DIGITS_SPLIT_SEED``): 1437 train, 360 test images.
-    Items are ``(PIL 'L' image, label)`` before ``transform``.
+    A fixed stratified 80/20 split (seed ``DIGITS_SPLIT_SEED``): 1437 train, 360 test images
+    (`digits_split`). Items are ``(PIL 'L' image, label)`` before ``transform``.
     """
 
     def __init__(self, train: bool, transform=None) -> None:
-        from sklearn.datasets import load_digits
-        from sklearn.model_selection import train_test_split
-
-        digits = load_digits()
-        index = np.arange(len(digits.target))
-        train_idx, test_idx = train_test_split(
-            index, test_size=0.2, stratify=digits.target, random_state=DIGITS_SPLIT_SEED
-        )
-        keep = train_idx if train else test_idx
-        self.images = np.round(digits.images[keep] * (255.0 / 16.0)).astype(np.uint8)
-        self.targets = digits.target[keep].tolist()
+        part = "train" if train else "test"
+        split = digits_split()
+        self.images = split[f"{part}_images"]
+        self.targets = split[f"{part}_targets"].tolist()
         self.transform = transform
 
     def __len__(self) -> int:
@@ -178,8 +217,24 @@ def _with_safe_posterize(transform):
     return transform
 
 
+def eval_crop_pct(cfg: TrainConfig) -> float | None:
+    """The evaluation transform's crop_pct (resize to ``img_size / crop_pct``, centre crop
+    ``img_size``): ``cfg.crop_pct``, or 1 (no crop) when ``img_size`` exceeds
+    ``crop_pct_max_size``, as the original ImageNet evaluation (None: timm's default)."""
+    if cfg.crop_pct_max_size is not None and cfg.img_size > cfg.crop_pct_max_size:
+        return 1.0
+    return cfg.crop_pct
+
+
+def eval_batch_size(cfg: TrainConfig) -> int:
+    """Images per evaluation batch and process: ``int(batch_size x eval_batch_scale)``, at
+    least 1."""
+    return max(1, int(cfg.batch_size * cfg.eval_batch_scale))
+
+
 def image_transform(cfg: TrainConfig, info: DatasetInfo, train: bool):
-    """timm's train/eval transform for ``cfg`` (RandAugment ``cfg.aa``, random erasing, ...)."""
+    """timm's train/eval transform for ``cfg`` (RandAugment ``cfg.aa``, random erasing unless
+    ``cfg.erase_after_mix`` leaves it to the training loop, ...)."""
     try:
         transform = create_transform(
             input_size=(info.in_chans, cfg.img_size, cfg.img_size),
@@ -192,9 +247,9 @@ def image_transform(cfg: TrainConfig, info: DatasetInfo, train: bool):
             interpolation=cfg.interpolation,
             mean=info.mean,
             std=info.std,
-            re_prob=cfg.reprob,
+            re_prob=0.0 if cfg.erase_after_mix else cfg.reprob,
             re_mode=cfg.remode,
-            crop_pct=cfg.crop_pct,
+            crop_pct=eval_crop_pct(cfg),
         )
     except (AssertionError, KeyError, ValueError) as err:
         raise UserError(

@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 import yaml
 
 from models.app.errors import UserError
+from models.bounded import expanded_size
 
 _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp$")
 YAML_NODES = 1_000_000
@@ -30,7 +31,7 @@ class _Loader(yaml.SafeLoader):
 
     def compose_document(self) -> yaml.Node:
         node = super().compose_document()
-        if _expanded_size(node, {}, YAML_NODES) > YAML_NODES:
+        if expanded_size(node, _yaml_children, YAML_NODES) > YAML_NODES:
             raise yaml.YAMLError(f"its aliases expand to more than {YAML_NODES} values")
         return node
 
@@ -42,26 +43,13 @@ _Loader.add_implicit_resolver(
 )
 
 
-def _expanded_size(node: yaml.Node, sizes: dict[int, int], bound: int) -> int:
-    """How many nodes ``node`` holds with aliases expanded, counted up to just past ``bound``
-    (``sizes``: the nodes counted so far; a node that holds itself counts as unbounded)."""
-    key = id(node)
-    if key in sizes:
-        return sizes[key]
-    sizes[key] = bound + 1  # while its children are counted: a cycle is unbounded
-    total = 1
+def _yaml_children(node: yaml.Node) -> list[yaml.Node] | None:
+    """The nodes a YAML node holds (None for a scalar)."""
     if isinstance(node, yaml.SequenceNode):
-        children = node.value
-    elif isinstance(node, yaml.MappingNode):
-        children = [part for pair in node.value for part in pair]
-    else:
-        children = []
-    for child in children:
-        total += _expanded_size(child, sizes, bound)
-        if total > bound:
-            break
-    sizes[key] = total
-    return total
+        return node.value
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return None
 
 
 def load_yaml(text: str) -> Any:

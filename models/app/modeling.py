@@ -19,7 +19,9 @@ from models.checkpoint import (
     CheckpointError,
     describe_mismatch,
     load_checkpoint,
+    map_by_order,
     non_finite_tensors,
+    order_misfit,
     unwrap_state_dict,
 )
 from models.zoo import SpikingBackbone, zoo_model_names
@@ -129,8 +131,9 @@ def _listed(keys: list[str]) -> str:
 
 def load_weights(model: nn.Module, checkpoint: Mapping[str, Any], path: Path) -> None:
     """``models.load_checkpoint(model, checkpoint, strict=True)`` for ``checkpoint`` read from
-    ``path``; a mismatch, or weights holding NaN or infinity, is a one-line
-    :class:`CheckpointError` that starts with ``path``."""
+    ``path``: by name, or a file saved by older code (other names) by order
+    (:func:`models.checkpoint.map_by_order`, one log line). A mismatch, or weights holding NaN
+    or infinity, is a one-line :class:`CheckpointError` that starts with ``path``."""
     try:
         state_dict = unwrap_state_dict(checkpoint)
     except CheckpointError as err:
@@ -139,8 +142,12 @@ def load_weights(model: nn.Module, checkpoint: Mapping[str, Any], path: Path) ->
     problems = [(label, keys) for label, keys in (
         ("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)) if keys]
     if problems:
-        listed = "; ".join(f"{len(keys)} {label}: {_listed(keys)}" for label, keys in problems)
-        raise CheckpointError(f"{path} does not fit {type(model).__name__}: {listed}")
+        misfit = order_misfit(state_dict, model)
+        if misfit is not None:
+            listed = "; ".join(f"{len(keys)} {label}: {_listed(keys)}" for label, keys in problems)
+            raise CheckpointError(f"{path} does not fit {type(model).__name__}: {listed}; nor "
+                                  f"in the original order: {misfit}")
+        state_dict = map_by_order(state_dict, model, str(path))
     bad = non_finite_tensors(state_dict)
     if bad:
         raise CheckpointError(
@@ -173,28 +180,16 @@ def check_input(model: nn.Module, sample: torch.Tensor, what: str) -> None:
         model.train(was_training)
 
 
-NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-"""CPU flags (``/proc/cpuinfo``) of native bf16 arithmetic."""
-
-
-def cpu_has_native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
-    """Whether the CPU computes in bf16 natively (AVX512_BF16 or AMX), read from the flags
-    in ``cpuinfo``; False where that file does not exist (not Linux)."""
-    try:
-        text = Path(cpuinfo).read_text()
-    except OSError:
-        return False
-    flags = {f for line in text.splitlines() if line.startswith("flags") for f in line.split()}
-    return any(flag in flags for flag in NATIVE_BF16_FLAGS)
-
-
 def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype for ``amp`` mode: ``auto`` is bf16 on CUDA and on CPUs with native bf16
-    (:func:`cpu_has_native_bf16`), off on other CPUs; ``auto_fp16`` is fp16 (with a loss
-    scaler) on CUDA and off on the CPU."""
+    """Autocast dtype for ``amp`` mode: ``auto`` is bf16 on CUDA and off on the CPU;
+    ``auto_fp16`` is fp16 (with a loss scaler) on CUDA and off on the CPU.
+
+    bf16 is off on the CPU even where it is native (AVX512_BF16, AMX): measured on a Zen 4
+    with AVX512_BF16 (benchmarks/RESULTS.md), it made the ``maxformer_cifar`` step 1.14x
+    faster but the default digits run's 6.3x slower, oneDNN's bf16 convolution backward on
+    2x2-pixel maps taking about 0.7 s a call."""
     if mode == "auto":
-        native = device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
-        return torch.bfloat16 if native else None
+        return torch.bfloat16 if device.type == "cuda" else None
     if mode == "auto_fp16":
         return torch.float16 if device.type == "cuda" else None
     return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[mode]

@@ -86,9 +86,8 @@ OPTIONS: dict[str, Option] = {
                              "help": "data-loading worker processes"}),
         Option("--seed", {"type": int, "metavar": "N", "help": "random seed"}),
         Option("--amp", {"metavar": "MODE",
-                         "help": "mixed precision: auto (bf16 on GPU and on CPUs with native "
-                         "bf16, else off), auto_fp16 (fp16 on GPU, off on CPU), off, bf16, "
-                         "fp16"}),
+                         "help": "mixed precision: auto (bf16 on GPU, off on CPU), auto_fp16 "
+                         "(fp16 on GPU, off on CPU), off, bf16, fp16"}),
         Option("--lif-backend", {"choices": BACKENDS, "metavar": "BACKEND",
                                  "help": f"neuron backend: {', '.join(BACKENDS)} (auto: triton "
                                  "on CUDA, numba on the CPU)"}),

@@ -10,6 +10,7 @@ A study is a YAML file (shipped ones in ``models/app/studies``, by name)::
       - {name: relu, neuron: relu}
     seeds: [0, 1, 2]              # the config key `seed` of each cell
     measure_images: 256           # held-out images the measures use (default 256)
+    measures: {transfer: {omegas: 4}, heatmap: {}, bandnoise: {}}   # optional, see below
 
 ``variants`` may instead map axis names to lists of variants: the cells are then every
 combination of one variant per axis. An axis (or ``variants`` itself) may be the name of
@@ -20,7 +21,9 @@ Each cell is an ordinary run folder ``<study folder>/<variant>/seed<seed>`` writ
 :func:`models.app.training.trainer.train`; a finished cell also holds ``cell.json``, its
 measures on the first ``measure_images`` held-out images with the final weights: top-1, per
 stage the firing rate and high-frequency ratio (:func:`stage_spectra`), and the energy per
-image (:mod:`models.energy`).
+image (:mod:`models.energy`); with ``measures``, also the network-level summaries of the named
+measures (temporal transfer, Fourier heat map, band noise) at their own small settings
+(:mod:`models.app.analysis.cell_measures`).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import re
 import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,7 +69,7 @@ if TYPE_CHECKING:
     import torch
 
 STUDY_DIR = Path(__file__).resolve().parent / "studies"
-STUDY_KEYS = ("description", "base", "set", "variants", "seeds", "measure_images")
+STUDY_KEYS = ("description", "base", "set", "variants", "seeds", "measure_images", "measures")
 MACHINE_KEYS = tuple(key for key in RESUMABLE_CHANGES if key != "epochs")
 """Config keys a cell may change when it resumes (where the data is, how it is read)."""
 CELL_JSON = "cell.json"
@@ -118,6 +122,7 @@ class Study:
     variants: list[Variant]
     seeds: list[int]
     measure_images: int
+    measures: dict[str, dict[str, Any]] = field(default_factory=dict)
     cells: list[Cell] = field(default_factory=list)
 
 
@@ -226,6 +231,9 @@ def read_study(name_or_path: str) -> Study:
         measure_images < 1
     ):
         raise UserError(f"{where}: measure_images must be an integer >= 1, got {measure_images!r}")
+    from models.app.analysis.cell_measures import read_measures
+
+    measures = read_measures(spec.get("measures"), where)
     variants = []
     for combination in itertools.product(*axes.values()):
         keys: dict[str, Any] = {}
@@ -237,6 +245,7 @@ def read_study(name_or_path: str) -> Study:
         name=path.stem, description=str(spec.get("description", "")).strip(), base=base,
         settings=settings, axes=list(axes), variants=variants,
         seeds=_seeds(spec.get("seeds"), where), measure_images=measure_images,
+        measures=measures,
     )
     for variant in variants:
         try:
@@ -334,10 +343,24 @@ def stage_spectra(model: torch.nn.Module, images: torch.Tensor, T: int | None) -
     return stage_statistics(model, images, T)
 
 
-def measure_cell(cell: Cell, folder: Path, images: int, device: str = "auto") -> dict[str, Any]:
-    """The measures of a trained cell (see the module docstring) as one flat dict."""
+def _with_T(cfg: TrainConfig, info: Any, model: torch.nn.Module, device: torch.device,
+            T: int) -> torch.nn.Module:
+    """``model`` (built from ``cfg``) rebuilt for ``T`` time steps with the same weights, in
+    eval mode on ``device``."""
+    from models.app.modeling import model_for_config
+
+    clips = model_for_config(build_config(cfg.to_dict(), {"T": T}), info)
+    clips.load_state_dict(model.state_dict())
+    return clips.to(device).eval()
+
+
+def measure_cell(cell: Cell, folder: Path, images: int, device: str = "auto",
+                 measures: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The measures of a trained cell (see the module docstring) as one flat dict; ``measures``
+    (a study's, see `read_measures`) adds the network-level summaries."""
     import torch
 
+    from models.app.analysis.cell_measures import network_measures
     from models.app.data import build_datasets
     from models.app.modeling import model_for_config
     from models.app.options import resolve_device
@@ -354,8 +377,13 @@ def measure_cell(cell: Cell, folder: Path, images: int, device: str = "auto") ->
     model.load_state_dict(read_checkpoint(folder / LAST)["model"])
     dev = resolve_device(device)
     model.to(dev).eval()
+    chosen = measures or {}
     count = min(images, len(val_set))
-    batch = torch.stack([val_set[i][0] for i in range(count)]).to(dev)
+    needed = min(max([images, *(m["images"] for m in chosen.values())]), len(val_set))
+    items = [val_set[i] for i in range(needed)]
+    held_out = torch.stack([x for x, _ in items]).to(dev)
+    labels = torch.as_tensor([y for _, y in items]).to(dev)
+    batch = held_out[:count]
     measures = {
         "top1": summary["final_acc1"],
         "top5": summary["final_acc5"],
@@ -364,6 +392,8 @@ def measure_cell(cell: Cell, folder: Path, images: int, device: str = "auto") ->
         "best_epoch": summary["best_epoch"],
         "energy_mj": measure_energy(model, batch, cell.config.T).energy_mj,
         **stage_spectra(model, batch, cell.config.T),
+        **network_measures(model, held_out, labels, chosen, partial(
+            _with_T, cell.config, info, model, dev), cell.seed),
         "params": sum(p.numel() for p in model.parameters()),
         "measured_images": count,
         "train_seconds": round(sum(float(r["epoch_seconds"]) for r in rows), 1),
@@ -391,7 +421,7 @@ def _run_cell(study: Study, cell: Cell, folder: Path, progress: bool, device: st
             _progress(study.cells, cell, f"training ({folder})", log)
         train(cell.config, output=folder, resume=point, progress=progress, device=device,
               restart=True)
-    measures = measure_cell(cell, folder, study.measure_images, device)
+    measures = measure_cell(cell, folder, study.measure_images, device, study.measures)
     atomic_write_text(folder / CELL_JSON, json.dumps(measures, indent=2) + "\n")
     _progress(
         study.cells, cell,
@@ -480,6 +510,7 @@ def study_record(study: Study) -> dict[str, Any]:
     return {
         "study": study.name, "description": study.description, "axes": study.axes,
         "seeds": study.seeds, "measure_images": study.measure_images,
+        **({"measures": study.measures} if study.measures else {}),
         "cells": [
             {"variant": c.variant.name, "seed": c.seed, "folder": str(c.folder),
              "settings": c.variant.settings}
@@ -504,7 +535,8 @@ def collect(study: Study, root: Path, device: str = "auto") -> list[dict[str, An
         if state == "trained":
             with cell_lock(folder) as held:
                 if held:
-                    measures = measure_cell(cell, folder, study.measure_images, device)
+                    measures = measure_cell(cell, folder, study.measure_images, device,
+                                            study.measures)
                     atomic_write_text(folder / CELL_JSON, json.dumps(measures, indent=2) + "\n")
                     state = "done"
         row: dict[str, Any] = {"cell": cell.index + 1, "variant": cell.variant.name,
@@ -544,14 +576,16 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def _fmt(values: list[float], spec: str) -> str:
-    """``mean ± std`` of ``values`` in format ``spec``; — without values, n/a for nan."""
+    """``mean ± std`` of ``values`` in format ``spec`` (the std without a forced sign); — without
+    values, n/a for nan."""
     values = [v for v in values if v not in (None, "")]
     if not values:
         return "—"
     mean, std = mean_std(values)
     if math.isnan(mean):
         return "n/a"
-    return f"{mean:{spec}}" if math.isnan(std) else f"{mean:{spec}} ± {std:{spec}}"
+    return (f"{mean:{spec}}" if math.isnan(std)
+            else f"{mean:{spec}} ± {std:{spec.replace('+', '')}}")
 
 
 def display_names(study: Study) -> list[str]:
@@ -623,6 +657,7 @@ def markdown(study: Study, rows: list[dict[str, Any]]) -> str:
                    [[row, *(cells.get(c, "—") for c in columns)] for row, cells in table.items()]),
             "",
         ]
+    lines += _network_tables(study, rows, groups)
     for name, g in groups.items():
         stages = list(dict.fromkeys(
             [_stage_name(c, "hf_ratio_") for c in ratios] + [_stage_name(c, "rate_") for c in rates]
@@ -643,34 +678,139 @@ def markdown(study: Study, rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+SENSITIVITY_COLUMNS = (
+    ("heatmap_clean_error", "heat map: clean error", ".3f"),
+    ("heatmap_error_low", "error increase, low", ".3f"),
+    ("heatmap_error_high", "error increase, high", ".3f"),
+    ("heatmap_loss_low", "loss increase, low", ".3f"),
+    ("heatmap_loss_high", "loss increase, high", ".3f"),
+    ("bandnoise_clean", "band noise: clean accuracy", ".3f"),
+    ("bandnoise_drop_low", "accuracy drop, low band", ".3f"),
+    ("bandnoise_drop_high", "accuracy drop, high band", ".3f"),
+)
+"""The spatial-sensitivity columns of a study with ``heatmap`` or ``bandnoise`` measures:
+(column, header in ``study.md``, format)."""
+
+
+def _network_tables(study: Study, rows: list[dict[str, Any]],
+                    groups: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """The ``study.md`` sections of the network-level measures the rows hold (none without)."""
+    lines: list[str] = []
+    measured = stage_columns(rows, "transfer_db_")
+    if measured:
+        where = [c[len("transfer_db_"):] for c in measured]
+        settings = study.measures.get("transfer", {})
+        lines += [
+            "## Temporal transfer (Eq. 11-12)", "",
+            f"Drive `eps cos(omega t)` on every pixel (eps {settings.get('eps')}, T "
+            f"{settings.get('T')}, warm-up {settings.get('warmup')}, {settings.get('omegas')} "
+            f"omegas up to pi, first {settings.get('images')} held-out images). Per stage the "
+            "gain of its last probed layer (first: the first probed layer) at omega = pi in dB "
+            "relative to its gain at the lowest omega: measured / Eq. 12's prediction / the "
+            "lock-in's noise floor at pi (a gain at or below it means nothing).", "",
+            _table(["variant", *(w.replace("stage", "stage ") for w in where)],
+                   [[name, *(f"{_fmt([r.get(f'transfer_db_{w}') for r in g], '+.1f')} / "
+                             f"{_fmt([r.get(f'eq12_db_{w}') for r in g], '+.1f')} / "
+                             f"{_fmt([r.get(f'floor_db_{w}') for r in g], '+.1f')}"
+                             for w in where)]
+                    for name, g in groups.items()]),
+            "",
+        ]
+    present = [c for c in SENSITIVITY_COLUMNS if c[0] in _columns(rows)]
+    if present:
+        cutoffs = {m.get("cutoff") for m in study.measures.values() if "cutoff" in m}
+        lines += [
+            "## Sensitivity to spatial frequencies", "",
+            "Heat map (Yin et al.): mean error increase over the clean error and mean loss "
+            "increase under the Fourier basis images of radius in (0, cutoff) (low) and >= "
+            "cutoff (high). Band noise (Park & Kim): clean accuracy minus the accuracy under "
+            "Gaussian noise in the band (0, cutoff) (low) or >= cutoff (high), mean over the "
+            f"noise levels. Cutoff {', '.join(map(str, sorted(cutoffs)))} of Nyquist.", "",
+            _table(["variant", *(header for _, header, _ in present)],
+                   [[name, *(_fmt([r.get(c) for r in g], spec) for c, _, spec in present)]
+                    for name, g in groups.items()]),
+            "",
+        ]
+    return lines
+
+
 LINE_STYLES = ("-", "--", ":", "-.")
+MARKERS = ("o", "s", "^", "D", "v")
 
 
-def _styles(study: Study) -> dict[str, tuple[str, str]]:
-    """Colour and line style per variant: colour by the first axis, line style by the second
-    (one colour per variant for a single axis)."""
-    first = list(dict.fromkeys(v.labels[study.axes[0]] for v in study.variants))
-    second = (list(dict.fromkeys(v.labels[study.axes[1]] for v in study.variants))
-              if len(study.axes) > 1 else [])
+def _styles(study: Study) -> dict[str, tuple[str, str, str]]:
+    """Colour, line style and marker per variant: colour by the first axis, line style by the
+    second, marker by the third (one colour per variant for a single axis)."""
+    def entries(axis: int) -> list[str]:
+        if len(study.axes) <= axis:
+            return []
+        return list(dict.fromkeys(v.labels[study.axes[axis]] for v in study.variants))
+
+    first, second, third = entries(0), entries(1), entries(2)
     styles = {}
     for v, name in zip(study.variants, display_names(study), strict=True):
         color = f"C{first.index(v.labels[study.axes[0]]) % 10}"
         style = LINE_STYLES[second.index(v.labels[study.axes[1]]) % 4] if second else "-"
-        styles[name] = (color, style)
+        marker = MARKERS[third.index(v.labels[study.axes[2]]) % 5] if third else "o"
+        styles[name] = (color, style, marker)
     return styles
+
+
+def _stage_lines(ax: Any, groups: dict[str, list[dict[str, Any]]],
+                 styles: dict[str, tuple[str, str, str]], columns: list[str],
+                 label: bool = True, **look: Any) -> None:
+    """One line per variant through the mean ± std of ``columns`` over its rows (variants
+    without values left out); ``look`` overrides matplotlib keywords of the variant's style."""
+    import numpy as np
+
+    for name, g in groups.items():
+        stats = [mean_std([r[c] for r in g if r.get(c) not in (None, "")] or [math.nan])
+                 for c in columns]
+        if all(math.isnan(m) for m, _ in stats):
+            continue
+        color, style, marker = styles[name]
+        ax.errorbar(np.arange(len(columns)), [m for m, _ in stats],
+                    yerr=[0 if math.isnan(s) else s for _, s in stats],
+                    label=name if label else None,
+                    **{"marker": marker, "capsize": 3, "color": color, "ls": style, **look})
+
+
+def _paired_bars(ax: Any, groups: dict[str, list[dict[str, Any]]],
+                 styles: dict[str, tuple[str, str, str]], low: str, high: str) -> None:
+    """Per variant two bars, mean ± std of column ``low`` (plain) and ``high`` (hatched)."""
+    import numpy as np
+
+    names = [n for n, g in groups.items() if any(r.get(low) is not None for r in g)]
+    x = np.arange(len(names))
+    for offset, column, hatch, label in ((-0.2, low, "", "low"), (0.2, high, "//", "high")):
+        stats = [mean_std([r[column] for r in groups[n]]) for n in names]
+        ax.bar(x + offset, [m for m, _ in stats], width=0.4,
+               yerr=[0 if math.isnan(s) else s for _, s in stats],
+               color=[styles[n][0] for n in names], hatch=hatch, edgecolor="white",
+               capsize=2, label=label)
+    ax.set_xticks(x, names, rotation=30, ha="right", fontsize=7)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.legend(fontsize=7, title="plain: low, hatched: high", title_fontsize=7)
+    ax.grid(alpha=0.3, axis="y")
 
 
 def figure(study: Study, rows: list[dict[str, Any]]) -> bytes:
     """``study.png``: top-1 per variant, high-frequency ratio and firing rate per stage
-    (variants coloured by the first axis, hatched and dashed by the second)."""
+    (variants coloured by the first axis, hatched and dashed by the second, marked by the
+    third); with network-level
+    measures a second row: the temporal transfer at pi per stage beside Eq. 12, the heat map's
+    error increase and the band-noise accuracy drop, low against high frequencies."""
     import numpy as np
     from matplotlib.figure import Figure
 
     groups = {k: g for k, g in _by_variant(study, rows).items() if g}
     styles = _styles(study)
     ratios, rates = stage_columns(rows, "hf_ratio_"), stage_columns(rows, "rate_")
-    fig = Figure(figsize=(16, 5.5), layout="constrained")
-    axes = fig.subplots(1, 3)
+    transfer = stage_columns(rows, "transfer_db_")
+    network = transfer or any(c in _columns(rows) for c, _, _ in SENSITIVITY_COLUMNS)
+    fig = Figure(figsize=(16, 11.5 if network else 5.5), layout="constrained")
+    grid = fig.subplots(2 if network else 1, 3, squeeze=False)
+    axes = grid[0]
     names = list(groups)
     tops = [mean_std([r["top1"] for r in g]) for g in groups.values()]
     x = np.arange(len(names))
@@ -686,20 +826,31 @@ def figure(study: Study, rows: list[dict[str, Any]]) -> bytes:
         (axes[1], ratios, "hf_ratio_", "(b) high-frequency ratio of each stage's output"),
         (axes[2], rates, "rate_", "(c) firing rate of each stage's neurons"),
     ):
-        for name, g in groups.items():
-            stats = [mean_std([r[c] for r in g if r.get(c) not in (None, "")] or [math.nan])
-                     for c in columns]
-            if all(math.isnan(m) for m, _ in stats):
-                continue
-            color, style = styles[name]
-            ax.errorbar(np.arange(len(columns)), [m for m, _ in stats],
-                        yerr=[0 if math.isnan(s) else s for _, s in stats], marker="o",
-                        capsize=3, color=color, ls=style, label=name)
+        _stage_lines(ax, groups, styles, columns)
         ax.set_xticks(np.arange(len(columns)), [_stage_name(c, prefix) for c in columns])
         ax.set(title=title, ylim=(0, None))
         ax.grid(alpha=0.3)
     if axes[1].get_legend_handles_labels()[0]:
         axes[1].legend(fontsize=7)
+    if network:
+        ax = grid[1, 0]
+        where = [c[len("transfer_db_"):] for c in transfer]
+        _stage_lines(ax, groups, styles, transfer)
+        _stage_lines(ax, groups, styles, [f"eq12_db_{w}" for w in where], label=False,
+                     lw=5, alpha=0.25, marker=None, ls="-")
+        ax.set_yscale("symlog", linthresh=10)
+        ax.set_xticks(np.arange(len(where)), [w.replace("stage", "stage ") for w in where])
+        ax.set(title="(d) gain at omega = pi re the lowest omega (dB, symlog)\n"
+                     "thin: measured; broad, pale: Eq. 12", ylabel="dB")
+        ax.grid(alpha=0.3)
+        for ax, (low, high, title) in zip(grid[1, 1:], (
+                ("heatmap_error_low", "heatmap_error_high",
+                 "(e) heat map: error increase, low / high frequencies"),
+                ("bandnoise_drop_low", "bandnoise_drop_high",
+                 "(f) band noise: accuracy drop, low / high band")), strict=True):
+            if any(r.get(low) is not None for g in groups.values() for r in g):
+                _paired_bars(ax, groups, styles, low, high)
+            ax.set_title(title)
     fig.suptitle(f"study {study.name}: mean ± std over seeds")
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)

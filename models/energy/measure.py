@@ -1,7 +1,9 @@
-"""Measurement of FLOPs, synaptic operations and firing rates in forward passes.
+"""Measurement of FLOPs, MACs, synaptic operations and firing rates in forward passes.
 
-A `TorchDispatchMode` sees every aten operation of the forward pass; module hooks tell which
-module runs it (the innermost one). Counted, from the operands' actual shapes:
+A `TorchDispatchMode` sees every aten operation of the forward pass and module hooks see every
+module call; module hooks also tell which module runs an aten operation (the innermost one).
+What is counted, and how, is the energy convention's (`models.energy.conventions`); the default,
+`ours`, counts from the operands' actual shapes:
 
 - convolutions (`aten.convolution`, any dimension, groups, transposed):
   `out.numel() x C_in / groups x prod(kernel)` (transposed: `in.numel()` instead of `out`);
@@ -27,9 +29,7 @@ classifier on time-averaged spikes, real values) ran once: `flops = ops`, counte
 """
 
 import contextlib
-import math
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -37,61 +37,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 
+from models.energy.conventions import Convention, Count, Pass, get_convention
 from models.energy.report import EnergyReport, LayerEnergy, NeuronRate, stage_of
 from models.neurons import MultiStepNeuron
-from spectral import is_binary
-
-aten = torch.ops.aten
-
-PRODUCTS = {
-    aten.mm.default: (0, 1),
-    aten.addmm.default: (1, 2),
-    aten.bmm.default: (0, 1),
-    aten.baddbmm.default: (1, 2),
-}
-"""Matrix products: op -> positions of its operands A and B in `A @ B`."""
-
-
-def firing_rate(x: Tensor) -> float:
-    """Fraction of non-zero values of `x`."""
-    return int(torch.count_nonzero(x)) / x.numel()
-
-
-def same_over_time(x: Tensor, T: int) -> bool:
-    """Whether the `T` time slices of a time-major `x` (`[T * B, ...]`) are all identical."""
-    steps = x.reshape(T, -1)
-    return bool((steps == steps[:1]).all())
-
-
-@dataclass
-class _Op:
-    """One counted aten call: `ops` multiply-accumulates over the operands `data` (the
-    non-parameter ones), `gate` the spike operand that gates them (None: MAC)."""
-
-    kind: str
-    ops: int
-    data: list[Tensor]
-    gate: Tensor | None
-
-
-def _count_op(func: object, args: Sequence, out: object, weights: set[int]) -> _Op | None:
-    """The counted operation of an aten call, or None for an op that is not counted."""
-    if func is aten.convolution.default:
-        x, weight, transposed = args[0], args[1], args[6]
-        per_element = weight.shape[1] * math.prod(weight.shape[2:])
-        ops = (x.numel() if transposed else out.numel()) * per_element
-        return _Op("conv", ops, [x], x if is_binary(x) else None)
-    if func in PRODUCTS:
-        a, b = (args[i] for i in PRODUCTS[func])
-        ops = a.numel() * b.shape[-1]
-        data = [t for t in (a, b) if t.untyped_storage().data_ptr() not in weights]
-        kind = "matmul" if len(data) == 2 else "linear"
-        data = data or [a, b]
-        gate = next((t for t in data if is_binary(t)), None)
-        return _Op(kind, ops, data, gate)
-    if func is aten.sum.dim_IntList and is_binary(args[0]):
-        return _Op("sum", args[0].numel(), [args[0]], args[0])
-    return None
 
 
 @dataclass
@@ -106,6 +54,14 @@ class _LayerTally:
     mac_ops: float = 0.0
     macs: float = 0.0
 
+    def add(self, count: Count, steps: int) -> None:
+        self.ops += count.ops
+        self.step_ops += count.ops / steps if count.per_step else count.ops
+        self.spike_ops += count.spike_ops
+        self.sops += count.sops
+        self.mac_ops += count.ops - count.spike_ops
+        self.macs += count.macs
+
 
 class _CountingMode(TorchDispatchMode):
     """Hands every aten call of the forward pass to the meter."""
@@ -115,8 +71,9 @@ class _CountingMode(TorchDispatchMode):
         self.meter = meter
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        self.meter._record(func, args, out)
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        self.meter._record(func, args, kwargs, out)
         return out
 
 
@@ -134,7 +91,8 @@ class EnergyMeter:
     `model.T`.
     The batch size of a call is the first axis of the model's first argument (`time_major`:
     the second, for input `[T, B, ...]`). `neuron_types`: the classes whose outputs are
-    spikes, reported with their firing rates.
+    spikes, reported with their firing rates. `convention`: how MACs and SOPs are counted, a
+    name of `models.energy.conventions.CONVENTIONS` (default "ours") or a `Convention`.
     """
 
     def __init__(
@@ -143,23 +101,29 @@ class EnergyMeter:
         T: int | None = None,
         time_major: bool = False,
         neuron_types: tuple[type[nn.Module], ...] = (MultiStepNeuron,),
+        convention: str | Convention = "ours",
     ) -> None:
         self.model = model
         self.T = T
         self.time_major = time_major
         self.neuron_types = neuron_types
+        self.convention = get_convention(convention)
         self.images = 0
         self._batch = 0
         self._steps: int | None = None
         self._stack: list[tuple[str, bool, Counter]] = []
         self._layers: dict[str, _LayerTally] = {}
         self._neurons: dict[str, list[int]] = {}
-        self._weights: set[int] = set()
+        self._weights: frozenset[int] = frozenset()
+        self._norms: set[int] = set()
+        self._names: dict[int, str] = {}
         self._exit_stack = contextlib.ExitStack()
 
     def __enter__(self) -> "EnergyMeter":
         stack = self._exit_stack
-        self._weights = {p.untyped_storage().data_ptr() for p in self.model.parameters()}
+        self._weights = frozenset(
+            p.untyped_storage().data_ptr() for p in self.model.parameters()
+        )
         training = self.model.training
         stack.callback(self.model.train, training)
         self.model.eval()
@@ -168,10 +132,12 @@ class EnergyMeter:
         stack.enter_context(_CountingMode(self))
         root = self.model.register_forward_pre_hook(self._start_batch)
         stack.callback(root.remove)
+        self._names = {id(module): name for name, module in self.model.named_modules()}
         for name, module in self.model.named_modules():
             leaf = next(module.children(), None) is None
-            pre = module.register_forward_pre_hook(self._enter_hook(name, leaf))
-            post = module.register_forward_hook(self._exit_hook(name, module))
+            pre = module.register_forward_pre_hook(self._enter_hook(name, leaf, module),
+                                                   with_kwargs=True)
+            post = module.register_forward_hook(self._exit_hook(name, module), with_kwargs=True)
             stack.callback(pre.remove)
             stack.callback(post.remove)
         return self
@@ -205,57 +171,62 @@ class EnergyMeter:
         self._steps = steps
         self.images += self._batch
 
-    def _enter_hook(self, name: str, leaf: bool):
-        def hook(module: nn.Module, args: tuple) -> None:
+    def _pass(self) -> Pass:
+        return Pass(self._steps, self._batch, self._weights, self.neuron_types)
+
+    def _enter_hook(self, name: str, leaf: bool, module: nn.Module):
+        is_neuron = isinstance(module, self.neuron_types)
+
+        def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
             self._stack.append((name, leaf, Counter()))
+            if is_neuron and kwargs.get("norm") is not None:
+                self._norms.add(id(kwargs["norm"]))
 
         return hook
 
     def _exit_hook(self, name: str, module: nn.Module):
         is_neuron = isinstance(module, self.neuron_types)
 
-        def hook(module: nn.Module, args: tuple, out: object) -> None:
+        def hook(module: nn.Module, args: tuple, kwargs: dict, out: object) -> None:
             self._stack.pop()
-            if is_neuron:
-                with _disable_current_modes():
+            with _disable_current_modes():
+                if is_neuron:
                     tally = self._neurons.setdefault(name, [0, 0])
                     tally[0] += int(torch.count_nonzero(out))
                     tally[1] += out.numel()
+                    self._norms.discard(id(kwargs.get("norm")))
+                if id(module) in self._norms:  # a neuron's norm: counted with the neuron
+                    return
+                for owner, count in self.convention.count_module(
+                    module, args, kwargs, out, self._pass()
+                ):
+                    key = self._names.get(id(owner), name)
+                    self._layers.setdefault(key, _LayerTally(count.kind)).add(count, self._steps)
 
         return hook
 
-    def _record(self, func: object, args: Sequence, out: object) -> None:
+    def _record(self, func: object, args: tuple, kwargs: dict, out: object) -> None:
         """Count one aten call made inside the model's forward pass."""
         if not self._stack:
             return
-        op = _count_op(func, args, out, self._weights)
-        if op is None:
+        count = self.convention.count_call(func, args, kwargs, out, self._pass())
+        if count is None:
             return
         name, leaf, counts = self._stack[-1]
-        index = counts[op.kind]
-        counts[op.kind] += 1
+        index = counts[count.kind]
+        counts[count.kind] += 1
         if name and leaf and index == 0:
             key = name
         else:
-            key = f"{name}.{op.kind}{index}" if name else f"{op.kind}{index}"
-        tally = self._layers.setdefault(key, _LayerTally(op.kind))
-        steps = self._steps
-        per_step = op.data[0].shape[0] % (steps * self._batch) == 0
-        tally.ops += op.ops
-        tally.step_ops += op.ops / steps if per_step else op.ops
-        if op.gate is not None:
-            tally.spike_ops += op.ops
-            tally.sops += op.ops * firing_rate(op.gate)
-        else:
-            static = per_step and steps > 1 and all(same_over_time(x, steps) for x in op.data)
-            tally.mac_ops += op.ops
-            tally.macs += op.ops / steps if static else op.ops
+            key = f"{name}.{count.kind}{index}" if name else f"{count.kind}{index}"
+        self._layers.setdefault(key, _LayerTally(count.kind)).add(count, self._steps)
 
     def report(self) -> EnergyReport:
         """Counts per image of all forward passes so far."""
         if self.images == 0:
             raise RuntimeError("no forward pass of the model was measured")
         n = self.images
+        energy = self.convention.energy_mj
         layers = [
             LayerEnergy(
                 name=name,
@@ -269,6 +240,7 @@ class EnergyMeter:
                 macs=t.macs / n,
                 stage=stage_of(name)[0],
                 part=stage_of(name)[1],
+                energy_mj=energy(t.macs / n, t.sops / n),
             )
             for name, t in self._layers.items()
         ]
@@ -277,7 +249,7 @@ class EnergyMeter:
             for name, (spikes, size) in self._neurons.items()
         ]
         params = sum(p.numel() for p in self.model.parameters())
-        return EnergyReport(self._steps, n, params, layers, neurons)
+        return EnergyReport(self._steps, n, params, layers, neurons, self.convention)
 
 
 def _counted_as(tally: _LayerTally) -> str:
@@ -292,13 +264,15 @@ def measure_energy(
     T: int | None = None,
     time_major: bool = False,
     neuron_types: tuple[type[nn.Module], ...] = (MultiStepNeuron,),
+    convention: str | Convention = "ours",
 ) -> EnergyReport:
-    """FLOPs, MACs, SOPs, energy and firing rates of `model` on one batch, per image.
+    """FLOPs, MACs, SOPs, energy and firing rates of `model` on one batch, per image, counted
+    by `convention` (a name of `models.energy.conventions.CONVENTIONS`, default "ours").
 
     `inputs`: images `[B, C, H, W]`, frames `[B, T, C, H, W]` (or `[T, B, ...]` with
     `time_major`). One forward pass, in eval mode without gradients; see `EnergyMeter`.
     """
-    with EnergyMeter(model, T, time_major, neuron_types) as meter:
+    with EnergyMeter(model, T, time_major, neuron_types, convention) as meter:
         model(inputs)
     return meter.report()
 

@@ -1,13 +1,19 @@
 """The energy report: per-layer counts, their sums per stage and part, a table and JSON.
 
-Convention (45 nm, as in the paper and its peers): `E = 4.6 pJ x MACs + 0.9 pJ x SOPs`.
-All counts are per image. The ANN counterpart of a network is the same network with real
-values instead of spikes, run once: `E_ANN = 4.6 pJ x sum of every layer's FLOPs of one step`.
+Energy (45 nm, as in the paper and its peers): `E = 4.6 pJ x MACs + 0.9 pJ x SOPs`, with the
+pJ of the convention that counted (`models.energy.conventions`). All counts are per image. The
+ANN counterpart of a network is the same network with real values instead of spikes, run
+once: `E_ANN = 4.6 pJ x sum of every layer's FLOPs of one step`.
 """
 
+from __future__ import annotations
+
 import re
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from models.energy.conventions import Convention
 
 E_MAC_PJ = 4.6
 """Energy of one multiply-accumulate (32-bit float, 45 nm), in picojoules."""
@@ -23,7 +29,7 @@ STAGE_RULES: tuple[tuple[str, str, str], ...] = (
     (r"block\.\d+\.mlp\.", "stage 1", "MLP"),
     (r"layer(\d+)\.", r"stage \1", "blocks"),
     (r"(?:conv1|bn1)\.", "stem", "stem"),
-    (r"(?:head|head_lif|fc1|spike)\.", "classifier", "classifier"),
+    (r"(?:head|head_lif|global_pool|fc1|spike)\.", "classifier", "classifier"),
 )
 """Stage and part of a layer from its name: (regular expression matched at the start of
 `name + "."`, stage (may refer to groups), part). The first match wins; no match: "other"."""
@@ -39,11 +45,6 @@ def stage_of(name: str) -> tuple[str, str]:
     return "other", "other"
 
 
-def energy_mj(macs: float, sops: float) -> float:
-    """Energy in millijoules of `macs` multiply-accumulates and `sops` accumulates."""
-    return (E_MAC_PJ * macs + E_AC_PJ * sops) * 1e-9
-
-
 @dataclass(frozen=True)
 class LayerEnergy:
     """One counted operation of the network (a layer, or a spike-matrix product), per image.
@@ -53,7 +54,8 @@ class LayerEnergy:
     (real-valued input), "AC" (spike input) or "mixed" (both, over several batches).
     `input_rate`: firing rate of the spike input (None when it never had one);
     `sops = input_rate x spike_ops`. `macs`: the other ops, counted once instead of T times
-    when the real-valued input was the same at every step (a static image).
+    when the real-valued input was the same at every step (a static image); all as the
+    report's convention counts them. `energy_mj`: of `macs` and `sops` at its pJ.
     """
 
     name: str
@@ -67,10 +69,7 @@ class LayerEnergy:
     macs: float
     stage: str
     part: str
-    energy_mj: float = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "energy_mj", energy_mj(self.macs, self.sops))
+    energy_mj: float
 
 
 @dataclass(frozen=True)
@@ -121,13 +120,15 @@ def _grouped(items: list[Any], key: Any) -> dict[Any, list[Any]]:
 
 @dataclass(frozen=True)
 class EnergyReport:
-    """Counts of a network over the images it saw, per image; layers in forward order."""
+    """Counts of a network over the images it saw, per image, by `convention`; layers in
+    forward order."""
 
     T: int
     images: int
     params: int
     layers: list[LayerEnergy]
     neurons: list[NeuronRate]
+    convention: Convention
 
     @property
     def flops(self) -> float:
@@ -148,7 +149,7 @@ class EnergyReport:
     @property
     def ann_energy_mj(self) -> float:
         """The same network as an ANN, run once: 4.6 pJ x the FLOPs of one step."""
-        return energy_mj(self.flops, 0.0)
+        return self.convention.energy_mj(self.flops, 0.0)
 
     def parts(self) -> list[PartEnergy]:
         """Sums per (stage, part), stages and parts in the order their first layer ran."""
@@ -187,7 +188,9 @@ class EnergyReport:
             "sops": self.sops,
             "energy_mj": self.energy_mj,
             "ann_energy_mj": self.ann_energy_mj,
-            "energy_pj": {"mac": E_MAC_PJ, "ac": E_AC_PJ},
+            "convention": self.convention.name,
+            "convention_rules": {"source": self.convention.source, **self.convention.rules},
+            "energy_pj": {"mac": self.convention.e_mac_pj, "ac": self.convention.e_ac_pj},
             "stage_firing_rates": self.stage_firing_rates(),
             "layers": [asdict(layer) for layer in self.layers],
             "stages": stages,
@@ -237,11 +240,13 @@ class EnergyReport:
         )
         flops_unit, flops_scale = count_units["flops"]
         lines.append(
-            f"ANN counterpart ({E_MAC_PJ} pJ x {self.flops / flops_scale:.2f} {flops_unit} "
+            f"ANN counterpart ({self.convention.e_mac_pj} pJ x "
+            f"{self.flops / flops_scale:.2f} {flops_unit} "
             f"FLOPs, run once): {self.ann_energy_mj / ann_unit[1]:.4f} {ann_unit[0]}"
         )
         rates = ", ".join(f"{s} {r:.4f}" for s, r in self.stage_firing_rates().items())
         lines.append(f"firing rates: {rates}")
+        lines.append(f"convention: {self.convention.name}, {self.convention.summary}")
         return "\n".join(lines)
 
 

@@ -1,6 +1,6 @@
 """Building blocks of the spiking networks: neurons' factory, embeddings, mixers, MLP, blocks."""
 
-from models.layers.blocks import BlockSequence, SpikingBlock
+from models.layers.blocks import BlockSequence, SpikingBlock, run_checkpointed
 from models.layers.drop_path import TimeMajorDropPath
 from models.layers.embeddings import (
     EMBEDDINGS,
@@ -40,4 +40,5 @@ __all__ = [
     "neuron_factory",
     "per_step",
     "pool",
+    "run_checkpointed",
 ]

@@ -2,7 +2,7 @@
 sequence of blocks of one stage."""
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 
 import torch
@@ -53,13 +53,26 @@ class BlockSequence(nn.Sequential):
 
     def forward(self, x: Tensor) -> Tensor:
         for block in self:
-            if not (self.grad_checkpointing and torch.is_grad_enabled()):
-                x = block(x)
-            elif torch.compiler.is_compiling():  # the compiler applies BatchNorm's updates once
-                x = checkpoint(block, x, use_reentrant=False)
-            else:
-                x = checkpoint(block, x, use_reentrant=False, context_fn=partial(_recompute, block))
+            x = self.run_block(block, x)
         return x
+
+    def run_block(self, block: nn.Module, x: Tensor) -> Tensor:
+        """One of the blocks, `block`, with the sequence's gradient checkpointing."""
+        return run_checkpointed(block, x, block, self.grad_checkpointing)
+
+
+def run_checkpointed(
+    fn: Callable[[Tensor], Tensor], x: Tensor, module: nn.Module, enabled: bool = True
+) -> Tensor:
+    """`fn(x)`; when `enabled` (and gradients are), keeping only `x` for backward and running
+    `fn` again there, with the running statistics of `module`'s norms (the module `fn`
+    belongs to) left as they are by the recomputation, so outputs, gradients and statistics
+    are those of a plain run."""
+    if not (enabled and torch.is_grad_enabled()):
+        return fn(x)
+    if torch.compiler.is_compiling():  # the compiler applies BatchNorm's updates once
+        return checkpoint(fn, x, use_reentrant=False)
+    return checkpoint(fn, x, use_reentrant=False, context_fn=partial(_recompute, module))
 
 
 def _recompute(block: nn.Module) -> tuple[contextlib.AbstractContextManager, ...]:

@@ -6,10 +6,12 @@ shortcut (`x + branch(x)`) drop their branch by stochastic depth (`drop_path`).
 """
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import Tensor, nn
 
+from models.layers.checkpoint_only import CheckpointOnly
 from models.layers.drop_path import TimeMajorDropPath
 from models.layers.spiking import ATTENTION_THRESHOLD, NeuronFactory, per_step, pool
 
@@ -189,8 +191,8 @@ class SpikeDrivenSelfAttention(ShortcutMixer):
     to the input. `[T, B, dim, H, W] -> [T, B, dim, H, W]`.
 
     The heads do not change the result (every channel is gated by its own sum); they only size
-    `talking_heads`, a `num_heads x num_heads` 1-D convolution the published code builds and
-    never calls, kept so its checkpoints load strictly.
+    `talking_heads`, the weights of a `num_heads x num_heads` 1-D convolution the published
+    code builds and never calls (`CheckpointOnly`).
     """
 
     checkpoint_name = "attn"
@@ -205,7 +207,9 @@ class SpikeDrivenSelfAttention(ShortcutMixer):
             self.add_module(f"{name}_conv", nn.Conv2d(dim, dim, 1, bias=False))
             self.add_module(f"{name}_bn", nn.BatchNorm2d(dim))
             self.add_module(f"{name}_lif", neuron())
-        self.talking_heads = nn.Conv1d(num_heads, num_heads, 1, bias=False)
+        self.talking_heads = CheckpointOnly(
+            partial(nn.Conv1d, num_heads, num_heads, 1, bias=False)
+        )
         self.talking_heads_lif = neuron(v_threshold=ATTENTION_THRESHOLD)
         self.proj_conv = nn.Conv2d(dim, dim, 1)
         self.proj_bn = nn.BatchNorm2d(dim)

@@ -1,8 +1,11 @@
 """Spikformer's encoder block: spiking self-attention and a spiking MLP whose outputs are spikes,
 each added to its input. `[T, B, dim, H, W] -> [T, B, dim, H, W]`."""
 
+from functools import partial
+
 from torch import Tensor, nn
 
+from models.layers.checkpoint_only import CheckpointOnly
 from models.layers.spiking import ATTENTION_THRESHOLD, NeuronFactory, per_step
 
 PROJECTIONS = ("linear", "conv")
@@ -88,8 +91,8 @@ class SpikformerMLP(nn.Module):
 
 
 class SpikformerBlock(nn.Module):
-    """`x + attn(x)`, then `+ mlp(.)`. `norm1` and `norm2` are LayerNorms the published code
-    builds and never calls, kept so its checkpoints load strictly."""
+    """`x + attn(x)`, then `+ mlp(.)`. `norm1` and `norm2` are the weights of LayerNorms the
+    published code builds and never calls (`CheckpointOnly`)."""
 
     def __init__(
         self, dim: int, neuron: NeuronFactory, num_heads: int, mlp_ratio: float = 4.0,
@@ -98,9 +101,9 @@ class SpikformerBlock(nn.Module):
         super().__init__()
         if projection not in PROJECTIONS:
             raise ValueError(f"unknown projection {projection!r}; valid: {', '.join(PROJECTIONS)}")
-        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.norm1 = CheckpointOnly(partial(nn.LayerNorm, dim, eps=norm_eps))
         self.attn = SpikformerAttention(dim, neuron, num_heads, projection)
-        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
+        self.norm2 = CheckpointOnly(partial(nn.LayerNorm, dim, eps=norm_eps))
         self.mlp = SpikformerMLP(dim, int(dim * mlp_ratio), neuron, projection)
 
     def forward(self, x: Tensor) -> Tensor:

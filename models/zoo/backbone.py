@@ -216,8 +216,9 @@ class SpikingBackbone(nn.Module):
         head.train(self.training)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Checkpoint every block (timm's `--grad-checkpointing`): blocks keep only their input
-        for backward and run again there, with exactly the same results."""
+        """Checkpoint every block (timm's `--grad-checkpointing`), and in models whose stages
+        begin with an embedding (the Max-Former family) every embedding too: each keeps only
+        its input for backward and runs again there, with exactly the same results."""
         self.grad_checkpointing = enable
         for module in self.modules():
             if isinstance(module, BlockSequence):

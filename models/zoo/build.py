@@ -95,19 +95,21 @@ def build_spiking_model(
 ) -> nn.Module:
     """timm's `build_model_with_cfg` with our checkpoint filter; weights are read with
     `weights_only=True`, allowing the `argparse.Namespace` the original training scripts store.
-    `kwargs` must hold `depths` (one per stage) or `depth` (one level per block). Unless `T`
-    is given, a pretrained tag that names T sets it (`maxformer_10_768.t1_in1k` runs with
-    T=1). `features_only=True` gives the feature-level outputs averaged over time
-    (`forward_intermediates`), of the levels in `out_indices` (default: all; a first embedding
-    with a stem level adds one before the stages). With neuron "if_converted", the converted
-    network's structure (gated max-pools)."""
+    `kwargs` must hold `depths` (one level per stage) or `depth` (a non-hierarchical network:
+    its patch splitting, then one level per block). Unless `T` is given, a pretrained tag that
+    names T sets it (`maxformer_10_768.t1_in1k` runs with T=1). `features_only=True` gives the
+    feature-level outputs averaged over time (`forward_intermediates`), of the levels in
+    `out_indices` (default: all; a first embedding with a stem level adds one before the
+    stages). With neuron "if_converted", the converted network's structure (gated max-pools)."""
     if "T" not in kwargs:
         steps = tagged_time_steps(variant, pretrained, kwargs.get("pretrained_cfg"))
         if steps is not None:
             kwargs["T"] = steps
     embeds = kwargs.get("embeds")
-    stages = len(kwargs["depths"]) if "depths" in kwargs else kwargs["depth"]
-    num_levels = stages + bool(embeds and has_stem_level(embeds[0]))
+    if "depths" in kwargs:
+        num_levels = len(kwargs["depths"]) + bool(embeds and has_stem_level(embeds[0]))
+    else:
+        num_levels = 1 + kwargs["depth"]
     out_indices = kwargs.pop("out_indices", tuple(range(num_levels)))
     with safe_checkpoint_globals():
         model = build_model_with_cfg(

@@ -53,8 +53,11 @@ def build_imagenet_layout(
     return build_spiking_model(SpikingFormer, variant, pretrained, embed_dims=embed_dims, **kwargs)
 
 
-maxformer_in1k_cfg = partial(imagenet_cfg, first_conv="patch_embed1.embed1.embed_conv")
-"""Config of an ImageNet Max-Former (the first conv of Embed-Orig-ImageNet sees the pixels)."""
+maxformer_in1k_cfg = partial(
+    imagenet_cfg, first_conv="patch_embed1.embed1.embed_conv", crop_pct=224 / 256
+)
+"""Config of an ImageNet Max-Former (the first conv of Embed-Orig-ImageNet sees the pixels;
+evaluated as the original's imagenet/utils.py:143-155 does: crop_pct 224/256, bicubic)."""
 
 EVENT_TIME_STEPS = 16
 """Frames per clip of the neuromorphic recipes (CIFAR10-DVS, DVS128 Gesture)."""

@@ -25,8 +25,9 @@ CIFAR_LAYOUT = {
     "num_heads": 8,
 }
 
-qkformer_in1k_cfg = partial(imagenet_cfg, first_conv="patch_embed1.proj_conv")
-"""Config of an ImageNet MS-QKFormer (the first conv of its stem sees the pixels)."""
+qkformer_in1k_cfg = partial(imagenet_cfg, first_conv="patch_embed1.proj_conv", crop_pct=224 / 256)
+"""Config of an ImageNet MS-QKFormer (the first conv of its stem sees the pixels; evaluated as
+the original's imagenet/utils.py:143-155 does: crop_pct 224/256, bicubic)."""
 
 default_cfgs = generate_default_cfgs(
     {

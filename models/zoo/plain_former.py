@@ -7,19 +7,23 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
+from models.checkpoint import checkpoint_filter_fn
 from models.layers import BlockSequence, NeuronFactory, neuron_factory, per_step
 from models.layers.sps import SpikingPatchSplitting
 from models.zoo.backbone import SpikingBackbone, Stage, factory_device
 from models.zoo.spiking_former import check_time_steps_and_init, init_truncated_normal
+
+# timm's convention: a model's module offers the filter its checkpoints load through.
+__all__ = ["BlockFactory", "PlainSpikingTransformer", "checkpoint_filter_fn"]
 
 BlockFactory = Callable[[int, NeuronFactory], nn.Module]
 """Constructor of one block: `(dim, neuron) -> [T, B, dim, H, W] -> [T, B, dim, H, W]`."""
 
 
 class PlainSpikingTransformer(SpikingBackbone):
-    """`patch_embed` (SPS), `block` (`depth` blocks, each a feature level), an optional head
-    neuron `head_lif` on the token-averaged features, the average over time and the classifier
-    `head`; the state dict's names are those of the published code.
+    """`patch_embed` (SPS, the first feature level), `block` (`depth` blocks, each a feature
+    level), an optional head neuron `head_lif` on the token-averaged features, the average over
+    time and the classifier `head`; the state dict's names are those of the published code.
 
     Args:
         block: constructor of each block (see `BlockFactory`).
@@ -72,27 +76,21 @@ class PlainSpikingTransformer(SpikingBackbone):
             self._init_head(num_classes, global_pool, drop_rate)
         self.stride = self.patch_embed.stride
         self.feature_info = [
-            {"num_chs": embed_dims, "reduction": self.stride, "module": f"block.{i}"}
-            for i in range(depth)
+            {"num_chs": embed_dims, "reduction": self.stride, "module": name}
+            for name in ["patch_embed", *(f"block.{i}" for i in range(depth))]
         ]
         self._init_weights()
         if dtype is not None:
             self.to(dtype=dtype)
 
     def _levels(self) -> list[Stage]:
-        """One level per block, as timm's vision transformers have them; the first runs the
-        patch splitting before its block."""
-        levels = [partial(self._run_block, i) for i in range(len(self.block))]
-        return [lambda x: levels[0](self.patch_embed(x)), *levels[1:]]
-
-    def _run_block(self, index: int, x: Tensor) -> Tensor:
-        """Block `index` as its own sequence, with the stack's gradient checkpointing."""
-        part = self.block[index : index + 1]
-        part.grad_checkpointing = self.block.grad_checkpointing
-        return part(x)
+        """The patch splitting's output (a stem level, as timm counts a ResNet's stem), then
+        one level per block, as timm's vision transformers have them."""
+        blocks = [partial(self.block.run_block, block) for block in self.block]
+        return [self.patch_embed, *blocks]
 
     def _level_module_names(self, index: int) -> list[str]:
-        return [f"block.{index}"]
+        return ["patch_embed"] if index == 0 else [f"block.{index - 1}"]
 
     def _pool_and_fire(self, x: Tensor) -> Tensor:
         pooled = per_step(x, self.global_pool)

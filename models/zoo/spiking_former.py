@@ -23,6 +23,7 @@ from models.layers import (
     has_stem_level,
     neuron_factory,
     per_step,
+    run_checkpointed,
 )
 from models.zoo.backbone import SpikingBackbone, Stage, factory_device
 from models.zoo.build import drop_path_rates, stage_widths
@@ -152,14 +153,23 @@ class SpikingFormer(SpikingBackbone):
             self.to(dtype=dtype)
 
     def _levels(self) -> list[Stage]:
+        """Each stage's embedding then its blocks; with grad checkpointing, the embeddings
+        are checkpointed as the blocks are (they keep as much for backward as the blocks)."""
         stem = self.stem_level
         levels = []
         for i in range(len(self.feature_info) - stem):
-            embed = getattr(self, f"patch_embed{i + 1}")
-            if stem and i == 0:
-                embed = embed.forward_after_stem
-            levels.append(partial(_embed_then_blocks, embed, getattr(self, f"stage{i + 1}")))
-        return [self.patch_embed1.forward_stem, *levels] if stem else levels
+            module = getattr(self, f"patch_embed{i + 1}")
+            embed = module.forward_after_stem if stem and i == 0 else module
+            levels.append(partial(self._embed_then_blocks, embed, module,
+                                  getattr(self, f"stage{i + 1}")))
+        if stem:
+            levels.insert(0, partial(run_checkpointed, self.patch_embed1.forward_stem,
+                                     module=self.patch_embed1, enabled=self.grad_checkpointing))
+        return levels
+
+    def _embed_then_blocks(self, embed: Stage, module: nn.Module, blocks: nn.Module,
+                           x: Tensor) -> Tensor:
+        return blocks(run_checkpointed(embed, x, module, self.grad_checkpointing))
 
     def _level_module_names(self, index: int) -> list[str]:
         if not self.stem_level:
@@ -209,7 +219,4 @@ def init_truncated_normal(model: nn.Module, weight_init: str) -> None:
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
 
-
-def _embed_then_blocks(embed: Stage, blocks: nn.Module, x: Tensor) -> Tensor:
-    return blocks(embed(x))
 

@@ -60,7 +60,9 @@ them, as they do not apply:
 - `test_catavgmax_unsupported`: the zoo supports concatenated pooling.
 """
 
-GENERIC_MODELS = ("maxformer_cifar", "ms_qkformer_cifar", "max_resnet18")
+GENERIC_MODELS = (
+    "maxformer_cifar", "ms_qkformer_cifar", "max_resnet18", "spikformer_4_384", "sdt_2_512"
+)
 
 _TIMM_LIST_MODELS = timm.list_models
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 from matplotlib import colormaps
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from models.app.analysis.report import write_atomic
@@ -25,6 +26,17 @@ def _analysed(report: dict[str, Any], network: str) -> list[dict[str, Any]]:
 
 def _nan(value: float | None) -> float:
     return np.nan if value is None else value
+
+
+def mean_profile(curves: Sequence[dict[str, Any]]) -> np.ndarray:
+    """The mean relative log amplitude of layers' profiles (``spectra.json``'s ``profile``
+    records, on the same radii) at each radius, over the layers finite there (nan where none
+    is)."""
+    values = np.array([[_nan(v) for v in c["delta_log_amplitude"]] for c in curves])
+    finite = np.isfinite(values)
+    counts = finite.sum(0)
+    mean = np.where(finite, values, 0.0).sum(0) / np.maximum(counts, 1)
+    return np.where(counts > 0, mean, np.nan)
 
 
 def plot_spectra(report: dict[str, Any], path: Path) -> None:
@@ -57,12 +69,7 @@ def plot_spectra(report: dict[str, Any], path: Path) -> None:
                 ax.plot(curve["radius"], [_nan(v) for v in curve["delta_log_amplitude"]],
                         color=colour, lw=0.6, alpha=0.3)
             if curves:
-                values = np.array([[_nan(v) for v in c["delta_log_amplitude"]] for c in curves])
-                finite = np.isfinite(values)
-                counts = finite.sum(0)
-                mean = np.where(finite, values, 0.0).sum(0) / np.maximum(counts, 1)
-                ax.plot(curves[0]["radius"], np.where(counts > 0, mean, np.nan), color=colour,
-                        lw=2)
+                ax.plot(curves[0]["radius"], mean_profile(curves), color=colour, lw=2)
     method = report["method"]
     ax_delta.set(title=f"(a) relative log amplitude at the summary point ({method})",
                  xlabel="normalised depth", ylabel="log |F(r)| - log |F(0)|")
@@ -97,7 +104,7 @@ class CamRow:
     labels: Sequence[int]
 
 
-def _display(image: torch.Tensor) -> np.ndarray:
+def display_image(image: torch.Tensor) -> np.ndarray:
     """A normalised image ``[C, H, W]`` (or frames ``[T, C, H, W]``: their mean) scaled to
     [0, 1] for display: ``[H, W]`` grey or ``[H, W, 3]``."""
     image = image.float().cpu()
@@ -108,6 +115,28 @@ def _display(image: torch.Tensor) -> np.ndarray:
     return ((image - low) / (high - low if high > low else 1.0)).numpy()
 
 
+def draw_cams(axes: Sequence[Axes], row: CamRow, caption: str = "title",
+              fontsize: float = 6) -> None:
+    """Image ``k`` of ``row`` on ``axes[k]`` with its heat map over it, captioned (``caption``:
+    "title" or "xlabel") with the explained class and the label; a map that is not finite is
+    left out and its caption says so in red; axes without an image are turned off."""
+    for k, ax in enumerate(axes):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if k >= len(row.heat):
+            ax.set_axis_off()
+            continue
+        ax.imshow(display_image(row.images[k]), cmap="gray")
+        heat = row.heat[k].cpu().numpy()
+        label = f" (label {row.labels[k]})" if row.labels[k] >= 0 else ""
+        write = ax.set_title if caption == "title" else ax.set_xlabel
+        if np.isfinite(heat).all():
+            ax.imshow(heat, cmap="jet", alpha=0.65 * heat, vmin=0, vmax=1)
+            write(f"class {row.classes[k]}{label}", fontsize=fontsize)
+        else:  # no class: the argmax of NaN logits is no prediction
+            write(f"NaN/inf map{label}", fontsize=fontsize, color="red")
+
+
 def plot_cam(rows: Sequence[CamRow], path: Path) -> None:
     """``cam.png``: one row per network, one column per image, the heat map over the image
     (left out, and said so, where the layer or its gradient was not finite)."""
@@ -116,18 +145,5 @@ def plot_cam(rows: Sequence[CamRow], path: Path) -> None:
     axes = fig.subplots(len(rows), columns, squeeze=False)
     for row, line in zip(rows, axes, strict=True):
         line[0].set_ylabel(f"{textwrap.fill(row.network, 28)}\nlayer {row.layer}", fontsize=6)
-        for k, ax in enumerate(line):
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if k >= len(row.heat):
-                ax.set_axis_off()
-                continue
-            ax.imshow(_display(row.images[k]), cmap="gray")
-            heat = row.heat[k].cpu().numpy()
-            label = f" (label {row.labels[k]})" if row.labels[k] >= 0 else ""
-            if np.isfinite(heat).all():
-                ax.imshow(heat, cmap="jet", alpha=0.65 * heat, vmin=0, vmax=1)
-                ax.set_title(f"class {row.classes[k]}{label}", fontsize=6)
-            else:  # no class: the argmax of NaN logits is no prediction
-                ax.set_title(f"NaN/inf map{label}", fontsize=6, color="red")
+        draw_cams(line, row)
     write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,15 @@ from models.app.errors import UserError
 from models.app.options import resolve_device
 from models.neurons import MultiStepNeuron, MultiStepReLU
 from models.zoo import SpikingBackbone, zoo_model_names
-from spectral import check_omegas, predicted_gain_db, temporal_transfer
+from spectral import LayerTransfer, check_omegas, predicted_gain_db, temporal_transfer
 
 TRANSFER_JSON, TRANSFER_PNG = "transfer.json", "transfer.png"
 PROBED = (MultiStepNeuron, MultiStepReLU)
+
+
+def even_omegas(count: int) -> np.ndarray:
+    """``count`` frequencies spaced evenly up to pi: ``pi / count, 2 pi / count, ..., pi``."""
+    return math.pi * np.arange(1, count + 1) / count
 
 
 def omega_grid(args: argparse.Namespace) -> np.ndarray:
@@ -41,7 +47,7 @@ def omega_grid(args: argparse.Namespace) -> np.ndarray:
             return check_omegas(args.omega)
         except ValueError as err:
             raise UserError(f"--omega: {err}") from err
-    return math.pi * np.arange(1, args.omegas + 1) / args.omegas
+    return even_omegas(args.omegas)
 
 
 def neuron_filter(model: torch.nn.Module) -> tuple[float | None, bool] | None:
@@ -60,6 +66,29 @@ def _check_time_axis(network: Network) -> None:
                         "of the zoo's networks")
 
 
+def layer_transfers(
+    model: torch.nn.Module, images: list[torch.Tensor], omegas: np.ndarray, eps: float, T: int,
+    warmup: int, names: tuple[str, ...] = (), progress: Callable[[int], None] | None = None,
+    before: Callable[[], None] | None = None,
+) -> tuple[np.ndarray, list[LayerTransfer], np.ndarray]:
+    """`spectral.temporal_transfer` of a zoo network on batches ``images [B, C, H, W]`` over
+    ``T`` steps (``warmup`` of them unmeasured): its neurons (``PROBED``), or the modules
+    matching ``names``, with the spiking neurons counted for Eq. 12."""
+    return temporal_transfer(
+        model, images, omegas, eps=eps, steps=T - warmup, warmup=warmup,
+        types=() if names else PROBED, names=names, neuron_types=MultiStepNeuron,
+        progress=progress, before=before)
+
+
+def predicted_db(layer: LayerTransfer, omega: np.ndarray,
+                 filt: tuple[float | None, bool] | None) -> np.ndarray:
+    """Eq. 12's gain ``[F]`` (dB re the lowest omega) of ``layer`` from the network's neuron
+    filter (`neuron_filter`): 0 dB without spiking neurons before it."""
+    if filt is None or layer.neurons == 0:
+        return np.zeros_like(omega)
+    return predicted_gain_db(omega, layer.neurons, *filt)
+
+
 def measure(network: Network, args: argparse.Namespace, device: torch.device,
             omegas: np.ndarray) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The network's record and one record per probed layer, in call order."""
@@ -67,20 +96,17 @@ def measure(network: Network, args: argparse.Namespace, device: torch.device,
     model = network.model.to(device).eval()
     data, source = batches(network, args, device)
     names = tuple(args.layers or ())
-    types = () if names else PROBED
     warmup = args.warmup if args.warmup is not None else args.T // 4
     steps = args.T - warmup
     if steps < 4:
         raise UserError(f"--T {args.T} with --warmup {warmup} leaves {steps} measured steps; "
                         "give at least 4")
     passes = len(data) * (3 + len(omegas))
-    reset = forward_reset(network)
     with progress_bar(args, passes, network.label, "pass") as bar:
         try:
-            omega, layers, spectrum_omegas = temporal_transfer(
-                model, [x for x, _ in data], omegas, eps=args.eps, steps=steps,
-                warmup=warmup, types=types, names=names, neuron_types=MultiStepNeuron,
-                progress=bar.update, before=reset)
+            omega, layers, spectrum_omegas = layer_transfers(
+                model, [x for x, _ in data], omegas, args.eps, args.T, warmup, names,
+                bar.update, forward_reset(network))
         except ValueError as err:
             if "no module" in str(err):
                 modules = [n for n, _ in model.named_modules() if n][:12]
@@ -97,15 +123,14 @@ def measure(network: Network, args: argparse.Namespace, device: torch.device,
               "spectrum_omegas": spectrum_omegas.tolist()}
     rows = []
     for layer in layers:
-        predicted = (predicted_gain_db(omega, layer.neurons, *filt) if filt and layer.neurons
-                     else np.zeros_like(omega))
         rows.append({
             "network": network.label, "layer": layer.name, "module_type": layer.module_type,
             "neuron": layer.neuron, "neurons_before": layer.neurons,
             "omega": omega.tolist(), "gain": values(layer.gain),
-            "gain_db": values(layer.gain_db), "predicted_db": values(predicted),
+            "gain_db": values(layer.gain_db), "predicted_db": values(predicted_db(
+                layer, omega, filt)),
             "phase": values(layer.phase), "floor": values(layer.floor),
-            "floor_db": values(_db_of(layer.floor, layer.gain[0])),
+            "floor_db": values(db_of(layer.floor, layer.gain[0])),
             "slope": layer.slope, "spike_spectrum": values(layer.spectrum),
         })
     return record, rows
@@ -150,7 +175,7 @@ def _nan(values_: list) -> list[float]:
     return [np.nan if v is None else v for v in values_]
 
 
-def _db_of(value: np.ndarray, reference: float) -> np.ndarray:
+def db_of(value: np.ndarray, reference: float) -> np.ndarray:
     """``value`` in dB relative to ``reference`` (nan or inf where either is 0 or nan)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return 20 * np.log10(value / reference)

@@ -1,8 +1,21 @@
 """Energy of a model (45 nm): firing rates, MACs, SOPs and energy per layer, part and stage.
 
-E = 4.6 pJ x MACs + 0.9 pJ x SOPs; SOPs = input firing rate x T x FLOPs; layers on real values
-(the first one, on pixels) count as MACs, a static image once, event frames T times. The ANN
-counterpart runs the same layers once: 4.6 pJ x FLOPs of one step.
+E = 4.6 pJ x MACs + 0.9 pJ x SOPs. --convention says how MACs and SOPs are counted:
+  ours          (default) the paper's Table 9: SOPs = input firing rate x T x FLOPs of every
+                convolution, linear layer and spike product; layers on real values (the first,
+                on pixels) count as MACs, a static image once, event frames T times;
+                BatchNorm folded
+  spikformer    Spikformer (ICLR 2023) as its authors' energy code counts: the first layer's
+                MACs T times, biases included, sums of spike maps as that many accumulates,
+                SSA's K^T V gated by the sparser of K and V
+  sdt           the Spike-driven Transformer (NeurIPS 2023), Table 1: as ours, but the first
+                layer's MACs T times
+  syops         the syops counter, module by module: also BatchNorm, pooling, activations and
+                one AC per neuron input; no products of two activations
+  spikingjelly  spikingjelly 2.0's op_counter: exact synaptic operations (padding taps
+                skipped, spike x spike products as the pairs of ones that meet), BatchNorm MACs
+docs/energy.md gives each convention's rules and sources. The ANN counterpart runs the same
+layers once: 4.6 pJ x FLOPs of one step.
 
 Firing rates depend on the weights and the input. Without --checkpoint the weights are random
 (their firing rates are near zero; the table and the JSON say so) and the input is random
@@ -16,6 +29,7 @@ Examples:
   maxformer energy --model maxformer_10_384 --checkpoint 10-384-T4.pth.tar --dataset imagenet \\
       --data-dir /data/imagenet --batches 10 --json energy.json
   maxformer energy --model maxformer_event --T 16 --img-size 128
+  maxformer energy --model sdt_2_512 --convention sdt
 """
 
 from __future__ import annotations
@@ -31,6 +45,9 @@ from models.app.options import add_options, positive_int, show_progress
 if TYPE_CHECKING:
     import torch
     from torch import Tensor, nn
+
+CONVENTIONS = ("ours", "spikformer", "sdt", "syops", "spikingjelly")
+"""The names of ``models.energy.CONVENTIONS`` (here without importing torch)."""
 
 RANDOM_WEIGHTS = "random weights (untrained: firing rates and energy are not a trained network's)"
 
@@ -57,6 +74,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: the model's)")
     parser.add_argument("--batches", type=positive_int, default=1,
                         help="batches to measure (default: 1)")
+    parser.add_argument("--convention", choices=CONVENTIONS, default="ours", metavar="NAME",
+                        help="how MACs and SOPs are counted: " + ", ".join(CONVENTIONS)
+                        + " (default: ours; see above)")
     add_options(parser, "seed", "lif_backend", "device", "json", "no_progress",
                 seed={"default": 0, "help": "seed of random weights and input (default: 0)"},
                 lif_backend={"default": "auto"})
@@ -121,11 +141,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.model} has no T and takes images [B, C, H, W]: counted as one time step")
     measured = tqdm(itertools.islice(batches, args.batches), total=args.batches, desc="energy",
                     leave=False, disable=not show_progress(args))
-    with EnergyMeter(model, T=1 if one_step else None) as meter:
+    with EnergyMeter(model, T=1 if one_step else None, convention=args.convention) as meter:
         for images in measured:
             model(images.to(device))
     report = meter.report()
-    title = (f"{args.model}: T={report.T}, {size}x{size} px, {source} (images: "
+    title = (f"{args.model} ({args.convention} convention): T={report.T}, {size}x{size} px, "
+             f"{source} (images: "
              f"{report.images}), {weights}, {report.params / 1e6:.2f} M parameters; per image:")
     print(report.table(title))
     if args.json:

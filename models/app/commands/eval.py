@@ -1,11 +1,16 @@
 """Evaluate a checkpoint on a held-out set: top-1, top-5, loss and images per second.
 
-The model and data settings come from the training checkpoint's saved config when it has
-one, otherwise from --config (a recipe) and the flags. Weights load with
-models.load_checkpoint(model, checkpoint, strict=True).
+The model, data and evaluation settings come from the training checkpoint's saved config when
+it has one, otherwise from --config (a recipe) and the flags; a paper recipe evaluates as the
+original code did (for ImageNet its imagenet/test.py: resize to img_size / 0.875 bicubic, centre
+crop, batches of 2.5 x batch_size, fp16 autocast on CUDA; docs/recipes.md). Weights load with
+models.load_checkpoint(model, checkpoint, strict=True); a published file saved by older code
+(other names, the original's order) is mapped by order.
 
 Examples:
   maxformer eval --checkpoint runs/maxformer_cifar-digits-20250101-120000/checkpoint-best.pt
+  maxformer eval --model maxformer_10_384 --config imagenet_10_384_t4 \\
+      --checkpoint 10-384-T4.pth.tar --data-dir /data/imagenet
   maxformer eval --model maxformer_cifar --config cifar10 --checkpoint max_former_cifar10.pth \\
       --dataset cifar10 --data-dir ~/data
   maxformer eval --checkpoint runs/.../checkpoint-best.pt --set neuron=relu   # the ANN twin
@@ -38,12 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Build the model and held-out data, load the weights, evaluate, print the metrics."""
     from models.app.config import check_saved_config
-    from models.app.data import build_datasets, eval_loader
+    from models.app.data import build_datasets, eval_batch_size, eval_loader
     from models.app.errors import UserError
     from models.app.files import atomic_write_text, check_writable
-    from models.app.modeling import amp_dtype, check_input, load_weights, model_for_config
+    from models.app.modeling import check_input, load_weights, model_for_config
     from models.app.training import distributed
-    from models.app.training.engine import evaluate
+    from models.app.training.engine import evaluate, evaluation_options
     from models.checkpoint import read_checkpoint
 
     if args.json is not None:
@@ -60,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         weights = {"model": checkpoint["ema"]}
     ctx = distributed.setup(args.device)
     try:
-        _, val_set, info = build_datasets(cfg)
+        _, val_set, info = build_datasets(cfg, need_train=False)
         model = model_for_config(cfg, info)
         load_weights(model, weights, args.checkpoint)
         model.to(ctx.device)
@@ -70,13 +75,14 @@ def run(args: argparse.Namespace) -> int:
         elif args.T_values:
             raise UserError("--T-values takes a converted checkpoint (maxformer convert)")
         check_input(model, val_set[0][0], f"{cfg.dataset} at img_size {cfg.img_size}")
-        loader = eval_loader(val_set, cfg.batch_size, cfg.workers, ctx)
+        loader = eval_loader(val_set, eval_batch_size(cfg), cfg.workers, ctx)
+        options = evaluation_options(cfg, ctx.device)
         curve = []
         for steps in args.T_values or [cfg.T]:
             if args.T_values:
                 model.T = steps
-            metrics = evaluate(model, loader, ctx, amp_dtype=amp_dtype(cfg.amp, ctx.device),
-                               progress=ctx.is_main and show_progress(args))
+            metrics = evaluate(model, loader, ctx, progress=ctx.is_main and show_progress(args),
+                               **options)
             curve.append({"T": steps, **metrics})
     finally:
         distributed.cleanup()

@@ -13,6 +13,8 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
+from models.app import modeling
+from models.app.config import TrainConfig
 from models.app.errors import TrainingDiverged
 from models.app.event_augment import sample_frames
 from models.app.training.distributed import DistContext, all_reduce_min_, all_reduce_sum
@@ -229,6 +231,13 @@ def train_one_epoch(
     return EpochResult(progress, interrupted=batches < start.batches + len(loader))
 
 
+def evaluation_options(cfg: TrainConfig, device: torch.device) -> dict[str, Any]:
+    """The keywords of :func:`evaluate` that ``cfg`` sets: autocast in its ``amp`` dtype
+    unless ``eval_amp`` is false, ``eval_fold_bn`` and ``eval_loss_mean``."""
+    return {"amp_dtype": modeling.amp_dtype(cfg.amp, device) if cfg.eval_amp else None,
+            "fold_bn": cfg.eval_fold_bn, "loss_mean": cfg.eval_loss_mean}
+
+
 @torch.inference_mode()
 def evaluate(
     model: nn.Module,
@@ -236,21 +245,27 @@ def evaluate(
     ctx: DistContext,
     *,
     amp_dtype: torch.dtype | None = None,
+    fold_bn: bool = True,
+    loss_mean: str = "image",
     progress: bool = False,
     desc: str = "eval",
 ) -> dict[str, float]:
     """Top-1/top-5 accuracy (%), mean cross-entropy and images/s over all ranks' shards, of
-    ``model`` in eval mode (a zoo model with its BatchNorms folded into their convolutions).
+    ``model`` in eval mode (with ``fold_bn``, a zoo model's BatchNorms folded into their
+    convolutions).
 
     Images whose logits hold NaN or infinity are counted (``non_finite``) and left out of the
     accuracy and the loss, which are over the ``finite`` ones only (nan when there are none):
-    a top-k of NaN logits is no prediction.
+    a top-k of NaN logits is no prediction. ``loss_mean`` "image" averages the loss over
+    images; "batch" averages each batch's mean over all ranks' batches (a short last batch
+    weighs as much as a full one).
     """
     model.eval()
-    if isinstance(model, SpikingBackbone):
+    if fold_bn and isinstance(model, SpikingBackbone):
         model = fold_batchnorm(model)
     criterion = nn.CrossEntropyLoss(reduction="sum")
-    totals = torch.zeros(5, dtype=torch.float64)  # loss sum, top-1, top-5, finite, images
+    # loss sum, top-1, top-5, finite, images, sum of batch means, batches with a finite row
+    totals = torch.zeros(7, dtype=torch.float64)
     start = time.perf_counter()
     for inputs, targets in tqdm(loader, desc=desc, leave=False, disable=not progress):
         inputs = inputs.to(ctx.device, non_blocking=True)
@@ -261,14 +276,17 @@ def evaluate(
         logits, kept = logits[finite], targets[finite]
         top1, top5 = topk_correct(logits, kept) if len(kept) else (0, 0)
         loss = criterion(logits, kept).item() if len(kept) else 0.0
-        totals += torch.tensor([loss, top1, top5, len(kept), len(targets)], dtype=torch.float64)
+        batch_mean = loss / len(kept) if len(kept) else 0.0
+        totals += torch.tensor([loss, top1, top5, len(kept), len(targets), batch_mean,
+                                len(kept) > 0], dtype=torch.float64)
     seconds = time.perf_counter() - start
     rate = torch.tensor([totals[4] / max(seconds, 1e-9)], dtype=torch.float64)
     all_reduce_sum(totals)
     all_reduce_sum(rate)
     n = float(totals[3]) if totals[3] > 0 else math.nan
+    batches = float(totals[6]) if totals[6] > 0 else math.nan
     return {
-        "loss": float(totals[0]) / n,
+        "loss": float(totals[0]) / n if loss_mean == "image" else float(totals[5]) / batches,
         "acc1": 100.0 * float(totals[1]) / n,
         "acc5": 100.0 * float(totals[2]) / n,
         "images": int(totals[4]),

@@ -29,10 +29,11 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from models.app.config import RESUMABLE_CHANGES, TrainConfig, build_config, dataset_defaults
-from models.app.data import build_datasets, eval_loader, train_loader
+from models.app.data import build_datasets, eval_batch_size, eval_loader, train_loader
 from models.app.errors import RunInterrupted, TrainingDiverged, UserError
 from models.app.modeling import amp_dtype, check_input, model_for_config
 from models.app.training import distributed
+from models.app.training.batch_augment import batch_augment
 from models.app.training.checkpointing import (
     ResumePoint,
     atomic_save,
@@ -48,6 +49,7 @@ from models.app.training.engine import (
     TrainingState,
     TrainStep,
     evaluate,
+    evaluation_options,
     train_one_epoch,
 )
 from models.app.training.loggers import MetricsLogger, open_loggers
@@ -384,8 +386,8 @@ def _train(cfg, ctx, stop, output, resume, progress, log, restart) -> TrainResul
         ids = [ctx.device.index] if ctx.device.type == "cuda" else None
         net = DistributedDataParallel(model, device_ids=ids)
     mixup = _mixup(cfg, info.num_classes)
-    step = TrainStep(state, net, _criterion(cfg, mixup), mixup, cfg.T_train,
-                     amp_dtype(cfg.amp, ctx.device), cfg.clip_grad,
+    step = TrainStep(state, net, _criterion(cfg, mixup), batch_augment(cfg, mixup, ctx.device),
+                     cfg.T_train, amp_dtype(cfg.amp, ctx.device), cfg.clip_grad,
                      cfg.event_cutmix == "original")
     run = _open_run(cfg, ctx, output, resume, restarted)
     loggers: list[MetricsLogger] = []
@@ -393,7 +395,7 @@ def _train(cfg, ctx, stop, output, resume, progress, log, restart) -> TrainResul
         if run is not None:
             loggers = open_loggers(log, run, cfg)
         epochs = Epochs(cfg, ctx, stop, step, train_dl,
-                        eval_loader(val_set, cfg.batch_size, cfg.workers, ctx),
+                        eval_loader(val_set, eval_batch_size(cfg), cfg.workers, ctx),
                         Checkpoints(cfg, state, run, resume), loggers, progress, best)
         val = epochs.run(range(start_epoch, total_epochs), epoch_progress)
         summary = {
@@ -507,8 +509,8 @@ class Epochs:
         return val
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        dtype = self.step.amp_dtype if self.cfg.eval_amp else None
-        return evaluate(model, self.val_dl, self.ctx, amp_dtype=dtype, progress=self.progress)
+        return evaluate(model, self.val_dl, self.ctx, progress=self.progress,
+                        **evaluation_options(self.cfg, self.ctx.device))
 
     def interrupted(self, where: str) -> RunInterrupted:
         signum = self.stop.signum or signal.SIGINT
