@@ -9,8 +9,7 @@ from PIL import Image
 
 from analysis import (
     conversion_cam,
-    conversion_fourier,
-    conversion_spectra,
+    conversion_tables,
     feature_spectra,
     fig8_peers,
     neuron_response,
@@ -161,13 +160,13 @@ def spectra_report(neuron, T, layers, time_mean=False):
                 for name, (stage, ratio, profile) in layers.items()]}
 
 
-def test_conversion_spectra_compares_layers_of_the_same_name(tmp_path):
+def test_conversion_tables_compare_spectra_layers_of_the_same_name(tmp_path):
     ann = spectra_report("relu", 1, {"a": (1, 0.5, [0.0, -1.0, -2.0]), "b": (2, 0.2, [0.0, -0.5])})
     run = spectra_report("if_converted", 64, {"a": (1, 0.4, [0.0, -1.3, -2.1]),
                                               "b": (2, 0.2, [0.0, None]),
                                               "c": (2, 0.9, [0.0, 5.0])}, time_mean=True)
-    found = conversion_spectra.comparison(
-        conversion_spectra.analysed_layers(ann, tmp_path), conversion_spectra.analysed_layers(
+    found = conversion_tables.comparison(
+        conversion_tables.analysed_layers(ann, tmp_path), conversion_tables.analysed_layers(
             run, tmp_path))
     assert found["layers"] == 2 and found["stage_ratio"] == [0.4, 0.2]
     assert found["ratio_distance"] == pytest.approx(0.05)
@@ -178,21 +177,21 @@ def test_conversion_spectra_compares_layers_of_the_same_name(tmp_path):
         (tmp_path / name).mkdir()
         paths.append(tmp_path / name / "spectra.json")
         paths[-1].write_text(json.dumps(report))
-    rows = conversion_spectra.table(paths).splitlines()
+    rows = conversion_tables.table(paths).splitlines()
     assert rows[2] == "| ann | relu | 1 | no | 2 | 0.500 / 0.200 | -1.250 | 0.000 | 0.000 |"
     assert rows[3] == ("| t64 | if_converted | 64 | yes | 2 | 0.400 / 0.200 | -2.100 | 0.050 | "
                        "0.150 |")
 
 
-def test_conversion_fourier_gradient_share_counts_the_frequencies_at_half_nyquist_and_above():
+def test_conversion_tables_gradient_share_counts_the_frequencies_at_half_nyquist_and_above():
     """Flat amplitude on the 8 x 8 grid: of the 63 non-DC frequencies, the 8 with u^2 + v^2
     < 4 lie below radius 0.5 (radius = hypot(u, v) / 4)."""
     grid = list(range(-4, 4))
     flat = {"u": grid, "v": grid, "amplitude": [[1.0] * 8 for _ in grid]}
-    assert conversion_fourier.gradient_high_share(flat, 8) == pytest.approx(55 / 63)
+    assert conversion_tables.gradient_high_share(flat, 8) == pytest.approx(55 / 63)
 
 
-def test_conversion_fourier_tables_differences_from_the_first_run(tmp_path):
+def test_conversion_tables_band_noise_differences_from_the_first_run(tmp_path):
     def write(name, network):
         (tmp_path / name).mkdir()
         path = tmp_path / name / "report.json"
@@ -205,7 +204,7 @@ def test_conversion_fourier_tables_differences_from_the_first_run(tmp_path):
     snn = write("t8", {**bands, "networks": [{"neuron": "if_converted", "T": 8,
                                               "clean_accuracy": 0.9,
                                               "accuracy": [[0.9, 0.9], [0.6, 0.1]]}]})
-    rows = conversion_fourier.table([ann, snn]).splitlines()
+    rows = conversion_tables.table([ann, snn]).splitlines()
     assert rows[0].startswith("| run | neuron | T | clean | [0.00, 0.50) at 0.1 | "
                               "[0.50, 1.50) at 0.1 | [0.00, 0.50) at 0.2 |")
     assert rows[3] == "| t8 | if_converted | 8 | 0.90 | 0.90 | 0.60 | 0.90 | 0.10 | 0.175 |"
