@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from models.app.config import TrainConfig, build_config, read_recipe
-from models.app.training.trainer import train
+from models.app.training.checkpointing import load_resume_point
+from models.app.training.trainer import TrainResult, resume_config, train
 from models.zoo import SpikingBackbone
 
 TINY = {"model_kwargs": {"embed_dims": 16}, "T": 1, "img_size": 8, "batch_size": 16,
@@ -45,6 +46,23 @@ def rows(run_dir: Path) -> list[dict[str, str]]:
 
 def without_timings(table: list[dict[str, str]]) -> list[dict[str, str]]:
     return [{k: v for k, v in row.items() if k != "epoch_seconds"} for row in table]
+
+
+def straight_and_resumed(cfg: TrainConfig, folder: Path) -> tuple[TrainResult, TrainResult]:
+    """Train ``cfg`` (``epochs`` >= 2) into ``folder/straight``, and into ``folder/resumed``
+    stopped after epoch 1 then resumed; assert the two runs' metrics rows and weights are
+    equal, and return ``(straight, resumed)``."""
+    straight = train(cfg, output=folder / "straight")
+    first = train(build_config(cfg.to_dict(), {"epochs": 1}), output=folder / "resumed")
+    assert first.summary["epochs"] == 1
+    point = load_resume_point(folder / "resumed")
+    resumed = train(resume_config(point.checkpoint["config"], {"epochs": cfg.epochs}),
+                    resume=point)
+    assert without_timings(rows(folder / "straight")) == without_timings(
+        rows(folder / "resumed"))
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    return straight, resumed
 
 
 @contextlib.contextmanager

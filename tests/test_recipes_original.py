@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from runs import rows, tiny, without_timings
+from runs import straight_and_resumed, tiny
 from timm.data import Mixup
 from timm.data.auto_augment import RandAugment
 from timm.data.random_erasing import RandomErasing
@@ -20,15 +20,12 @@ from models.app.data import image_transform
 from models.app.datasets import DATASETS
 from models.app.modeling import amp_dtype
 from models.app.training.batch_augment import MixThenErase, batch_augment
-from models.app.training.checkpointing import load_resume_point
 from models.app.training.distributed import DistContext
 from models.app.training.engine import EpochProgress, TrainStep, _mix, train_one_epoch
 from models.app.training.trainer import (
     _build_state,
     _mixup,
     mixup_active,
-    resume_config,
-    train,
 )
 
 # cifar10-100/aa_snn.py: _RAND_INCREASING_TRANSFORMS (l. 583) with the level functions
@@ -291,11 +288,4 @@ def test_erasing_after_mixing_trains_and_resumes_as_uninterrupted(tmp_path) -> N
     loop's random state, which a checkpoint keeps)."""
     cfg = tiny(epochs=2, train_samples=32, mixup=0.5, reprob=0.5, erase_after_mix=True,
                aa=None)
-    straight = train(cfg, output=tmp_path / "straight")
-    train(build_config(cfg.to_dict(), {"epochs": 1}), output=tmp_path / "resumed")
-    point = load_resume_point(tmp_path / "resumed")
-    resumed = train(resume_config(point.checkpoint["config"], {"epochs": 2}), resume=point)
-    assert without_timings(rows(tmp_path / "straight")) == without_timings(
-        rows(tmp_path / "resumed"))
-    for key, value in straight.model.state_dict().items():
-        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    straight_and_resumed(cfg, tmp_path)

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 import yaml
-from runs import TINY, rows, tiny, without_timings
+from runs import TINY, rows, straight_and_resumed, tiny
 
 from models.app.cli import main
 from models.app.config import (
@@ -18,7 +18,7 @@ from models.app.config import (
 from models.app.datasets import DATASETS
 from models.app.errors import TrainingDiverged, UserError
 from models.app.modeling import model_for_config
-from models.app.training.checkpointing import LAST, load_resume_point
+from models.app.training.checkpointing import LAST
 from models.app.training.trainer import resume_config, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -46,17 +46,8 @@ def test_short_default_run_learns_and_writes_run_folder(tmp_path):
 
 
 def test_resume_equals_uninterrupted(tmp_path):
-    cfg = tiny(epochs=2, train_samples=160, ema=True, ema_decay=0.9, aa=None)
-    straight = train(cfg, output=tmp_path / "straight")
-    first = train(build_config(cfg.to_dict(), {"epochs": 1}), output=tmp_path / "resumed")
-    assert first.summary["epochs"] == 1
-    point = load_resume_point(tmp_path / "resumed")
-    resumed = train(resume_config(point.checkpoint["config"], {"epochs": 2}), resume=point)
-
-    assert without_timings(rows(tmp_path / "straight")) == without_timings(
-        rows(tmp_path / "resumed"))
-    for k, v in straight.model.state_dict().items():
-        assert torch.equal(v, resumed.model.state_dict()[k]), k
+    straight_and_resumed(tiny(epochs=2, train_samples=160, ema=True, ema_decay=0.9, aa=None),
+                         tmp_path)
     a = torch.load(tmp_path / "straight" / LAST, weights_only=True)
     b = torch.load(tmp_path / "resumed" / LAST, weights_only=True)
     for k, v in a["ema"].items():
