@@ -51,8 +51,8 @@ from models.app.analysis.report import (
     layer_records,
     network_record,
     new_output_folder,
-    write_atomic,
     write_json,
+    write_png,
 )
 from models.app.analysis.spectra import cam_row, image_set, measure
 from models.app.errors import UserError
@@ -248,7 +248,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
     _plot_depth(result, bottom)
-    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=90))
+    write_png(path, fig, 90)
 
 
 def _plot_depth(result: dict[str, Any], panel: Any) -> None:

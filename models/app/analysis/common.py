@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import re
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +15,10 @@ from torch.utils.data import DataLoader
 from models.app.analysis.networks import Network, networks_from_args
 from models.app.analysis.report import new_output_folder, write_json
 from models.app.analysis.spectra import image_set, reset_states
-from models.app.errors import UserError
 from models.app.options import show_progress
 
 __all__ = ["batches", "forward_reset", "networks", "outputs",
-           "progress_bar", "values", "write_json"]
+           "progress_bar", "values", "write_report"]
 
 
 def networks(args: argparse.Namespace) -> list[Network]:
@@ -50,22 +47,12 @@ def progress_bar(args: argparse.Namespace, total: int | None, label: str, unit: 
     return tqdm(total=total, desc=label, unit=unit, disable=not show_progress(args))
 
 
-def _default_folder(command: str, name: str) -> Path:
-    stem = Path("runs") / (f"{command}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}-"
-                           f"{time.strftime('%Y%m%d-%H%M%S')}")
-    for attempt in range(1, 1000):
-        candidate = stem if attempt == 1 else stem.with_name(f"{stem.name}-{attempt}")
-        if not candidate.exists():
-            return candidate
-    raise UserError(f"999 output folders named {stem}* exist already; give --output")
-
-
 @contextlib.contextmanager
 def outputs(args: argparse.Namespace, command: str, name: str) -> Iterator[tuple[Path, list]]:
     """A new output folder and the list of file names written into it; if the block fails,
     the files written so far (and the folder, if it was made here and is empty) are removed."""
     existed = args.output is not None and args.output.exists()
-    folder = new_output_folder(args.output or _default_folder(command, name), name)
+    folder = new_output_folder(args.output, name, command)
     written: list[str] = []
     try:
         yield folder, written
@@ -76,6 +63,16 @@ def outputs(args: argparse.Namespace, command: str, name: str) -> Iterator[tuple
             folder.rmdir()
         raise
     print(f"wrote {', '.join(reversed(written))} to {folder}")
+
+
+def write_report(folder: Path, written: list[str], report: dict[str, Any],
+                 plot: Callable[[dict[str, Any], Path], None], png: str, json_name: str) -> None:
+    """``plot(report, folder / png)`` and ``report`` as ``folder / json_name``, each noted in
+    ``written`` (the list of `outputs`) once it is there."""
+    plot(report, folder / png)
+    written.append(png)
+    write_json(folder / json_name, report)
+    written.append(json_name)
 
 
 def values(array: Any) -> list:

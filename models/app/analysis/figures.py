@@ -15,7 +15,7 @@ from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from models.app.analysis.report import write_atomic
+from models.app.analysis.report import write_png
 
 MAX_STAGE_COLUMNS = 4
 
@@ -88,7 +88,7 @@ def plot_spectra(report: dict[str, Any], path: Path) -> None:
         ax.grid(alpha=0.3)
     for ax in stage_axes[len(stages):]:
         ax.set_axis_off()
-    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    write_png(path, fig, 100)
 
 
 @dataclass(frozen=True)
@@ -146,4 +146,4 @@ def plot_cam(rows: Sequence[CamRow], path: Path) -> None:
     for row, line in zip(rows, axes, strict=True):
         line[0].set_ylabel(f"{textwrap.fill(row.network, 28)}\nlayer {row.layer}", fontsize=6)
         draw_cams(line, row)
-    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    write_png(path, fig, 100)

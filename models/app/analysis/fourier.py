@@ -19,9 +19,9 @@ from models.app.analysis.common import (
     outputs,
     progress_bar,
     values,
-    write_json,
+    write_report,
 )
-from models.app.analysis.report import network_record, write_atomic
+from models.app.analysis.report import network_record, write_png
 from models.app.errors import UserError
 from models.app.options import resolve_device
 from spectral import band_mask, band_noise_accuracy, fourier_heat_map, gradient_spectrum
@@ -68,10 +68,7 @@ def run_heatmap(args: argparse.Namespace) -> int:
             print(f"{network.label}: clean error {heat.clean_error:.3f}; under the basis "
                   f"images error {heat.error.min():.3f} to {heat.error.max():.3f}, loss "
                   f"increase up to {heat.loss_increase.max():.3f}")
-        plot_heatmaps(report, folder / HEATMAP_PNG)
-        written.append(HEATMAP_PNG)
-        write_json(folder / HEATMAP_JSON, report)
-        written.append(HEATMAP_JSON)
+        write_report(folder, written, report, plot_heatmaps, HEATMAP_PNG, HEATMAP_JSON)
     return 0
 
 
@@ -96,7 +93,7 @@ def plot_heatmaps(report: dict[str, Any], path: Path) -> None:
             ax.set_title(f"{title}\n{net['network'][:50]}", fontsize=7)
             ax.set_xlabel("v")
             ax.set_ylabel("u")
-    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    write_png(path, fig, 110)
 
 
 def parse_bands(text: list[str] | None, count: int) -> list[tuple[float, float]]:
@@ -149,10 +146,7 @@ def run_bandnoise(args: argparse.Namespace) -> int:
             print(f"{network.label}: clean accuracy {clean:.3f}; at level {levels[-1]} "
                   + ", ".join(f"[{lo:.2f}, {hi:.2f}) {a:.3f}"
                               for (lo, hi), a in zip(bands, accuracy[:, -1], strict=True)))
-        plot_bandnoise(report, folder / BANDNOISE_PNG)
-        written.append(BANDNOISE_PNG)
-        write_json(folder / BANDNOISE_JSON, report)
-        written.append(BANDNOISE_JSON)
+        write_report(folder, written, report, plot_bandnoise, BANDNOISE_PNG, BANDNOISE_JSON)
     return 0
 
 
@@ -173,4 +167,4 @@ def plot_bandnoise(report: dict[str, Any], path: Path) -> None:
         ax.set_ylabel("accuracy")
         ax.set_ylim(0, 1.02)
     axes[0].legend(fontsize=6)
-    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    write_png(path, fig, 110)

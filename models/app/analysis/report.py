@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,24 +14,26 @@ import numpy as np
 
 from models.app.analysis.networks import Network
 from models.app.errors import UserError
+from models.app.files import atomic_write, atomic_write_text
 from spectral import LayerSpectrum, Spectrum
 
 SPECTRA_JSON, SPECTRA_PNG, CAM_PNG = "spectra.json", "spectra.png", "cam.png"
 
 
-def new_output_folder(path: Path | None, name: str) -> Path:
-    """Create the output folder: ``path`` if it is new or empty (a non-empty one is refused),
-    else ``runs/spectra-<name>-<time>`` (with ``-2``, ``-3``, ... if that exists)."""
+def new_output_folder(path: Path | None, name: str, command: str = "spectra") -> Path:
+    """Create the output folder of ``command``: ``path`` if it is new or empty (a non-empty one
+    is refused), else ``runs/<command>-<name>-<time>`` (with ``-2``, ``-3``, ... if that
+    exists; claimed by an exclusive ``mkdir``)."""
     if path is not None:
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise UserError(f"--output {path} exists and is not an empty folder; spectra never "
-                            "overwrites: choose a new folder")
+            raise UserError(f"--output {path} exists and is not an empty folder; {command} "
+                            "never overwrites: choose a new folder")
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise UserError(f"cannot create --output {path}: {err.strerror}") from err
         return path
-    stem = Path("runs") / f"spectra-{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}-" \
+    stem = Path("runs") / f"{command}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}-" \
         f"{time.strftime('%Y%m%d-%H%M%S')}"
     for attempt in range(1, 1000):
         candidate = stem if attempt == 1 else stem.with_name(f"{stem.name}-{attempt}")
@@ -48,20 +48,14 @@ def new_output_folder(path: Path | None, name: str) -> Path:
     raise UserError(f"999 output folders named {stem}* exist already; give --output")
 
 
-def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """``write(temporary path)`` in ``path``'s folder, then rename it to ``path``: a reader
-    never sees a partial file, and a failure leaves none behind."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def write_json(path: Path, report: dict[str, Any]) -> None:
-    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(report, indent=1) + "\n"))
+    """``report`` as the JSON file ``path``, written whole (see `atomic_write_text`)."""
+    atomic_write_text(path, json.dumps(report, indent=1) + "\n")
+
+
+def write_png(path: Path, figure: Any, dpi: int) -> None:
+    """A matplotlib ``figure`` as the PNG file ``path``, written whole (see `atomic_write`)."""
+    atomic_write(path, lambda f: figure.savefig(f, format="png", dpi=dpi))
 
 
 def finite(value: float | None) -> float | None:

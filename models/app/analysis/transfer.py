@@ -21,10 +21,10 @@ from models.app.analysis.common import (
     outputs,
     progress_bar,
     values,
-    write_json,
+    write_report,
 )
 from models.app.analysis.networks import Network
-from models.app.analysis.report import write_atomic
+from models.app.analysis.report import write_png
 from models.app.errors import UserError
 from models.app.options import resolve_device
 from models.neurons import MultiStepNeuron, MultiStepReLU
@@ -168,7 +168,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
         bottom.set_xlabel("omega (rad / step)")
         bottom.set_ylabel("power of the output without drive")
         bottom.legend(fontsize=7)
-    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    write_png(path, fig, 110)
 
 
 def _nan(values_: list) -> list[float]:
@@ -207,8 +207,5 @@ def run(args: argparse.Namespace) -> int:
             print(f"{network.label}: {len(rows)} layers; last ({last['layer']}) "
                   f"{_db(last['gain_db'][-1])} at omega {omegas[-1]:.3f}, Eq. 12 "
                   f"{_db(last['predicted_db'][-1])}")
-        plot(report, folder / TRANSFER_PNG)
-        written.append(TRANSFER_PNG)
-        write_json(folder / TRANSFER_JSON, report)
-        written.append(TRANSFER_JSON)
+        write_report(folder, written, report, plot, TRANSFER_PNG, TRANSFER_JSON)
     return 0

@@ -95,6 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Measure every network on its images, then write the report and the figures."""
+    from models.app.analysis.common import outputs, write_report
     from models.app.analysis.figures import plot_cam, plot_spectra
     from models.app.analysis.networks import networks_from_args
     from models.app.analysis.report import (
@@ -103,8 +104,6 @@ def run(args: argparse.Namespace) -> int:
         SPECTRA_PNG,
         layer_records,
         network_record,
-        new_output_folder,
-        write_json,
     )
     from models.app.analysis.spectra import cam_row, image_set, measure
     from models.app.errors import UserError
@@ -116,10 +115,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     networks = networks_from_args(args)
     sources = [image_set(network, args) for network in networks]
-    existed = args.output is not None and args.output.exists()
-    output = new_output_folder(args.output, networks[0].model_name)
-    written = []
-    try:
+    with outputs(args, "spectra", networks[0].model_name) as (output, written):
         report = {"method": args.method, "cutoff": args.cutoff, "time_mean": args.time_mean,
                   "samples": args.samples,
                   "sample_seed": args.seed,
@@ -136,17 +132,7 @@ def run(args: argparse.Namespace) -> int:
         if cams:
             plot_cam(cams, output / CAM_PNG)
             written.append(CAM_PNG)
-        plot_spectra(report, output / SPECTRA_PNG)
-        written.append(SPECTRA_PNG)
-        write_json(output / SPECTRA_JSON, report)
-        written.append(SPECTRA_JSON)
-    except BaseException:
-        for name in written:  # all files or none
-            (output / name).unlink()
-        if not existed and not any(output.iterdir()):
-            output.rmdir()
-        raise
-    print(f"wrote {', '.join(reversed(written))} to {output}")
+        write_report(output, written, report, plot_spectra, SPECTRA_PNG, SPECTRA_JSON)
     return 0
 
 
