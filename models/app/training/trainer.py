@@ -386,8 +386,9 @@ def _train(cfg, ctx, stop, output, resume, progress, log, restart) -> TrainResul
         ids = [ctx.device.index] if ctx.device.type == "cuda" else None
         net = DistributedDataParallel(model, device_ids=ids)
     mixup = _mixup(cfg, info.num_classes)
+    autocast = amp_dtype(cfg.amp, ctx.device)
     step = TrainStep(state, net, _criterion(cfg, mixup), batch_augment(cfg, mixup, ctx.device),
-                     cfg.T_train, amp_dtype(cfg.amp, ctx.device), cfg.clip_grad,
+                     cfg.T_train, autocast, cfg.clip_grad,
                      cfg.event_cutmix == "original")
     run = _open_run(cfg, ctx, output, resume, restarted)
     loggers: list[MetricsLogger] = []
@@ -403,6 +404,8 @@ def _train(cfg, ctx, stop, output, resume, progress, log, restart) -> TrainResul
             "best_acc1": epochs.best["acc1"], "best_epoch": epochs.best["epoch"],
             "final_acc1": val["acc1"], "final_acc5": val["acc5"], "final_loss": val["loss"],
             "world_size": ctx.world_size, "output": str(run.path) if run is not None else None,
+            # what amp resolved to on this device (auto means different things on CPU and GPU)
+            "autocast": str(autocast).removeprefix("torch.") if autocast else "off",
             "resumed_from": str(resume.path) if resume is not None else None,
         }
         if run is not None:
